@@ -1,0 +1,262 @@
+"""Settings, read from the environment once and validated as a whole.
+
+Every name here is a contract with infra and callers (DESIGN.md "Settings"). A bad or
+missing value raises ``SettingError`` whose message is one line naming the setting, and
+never the value (a setting may be a secret or a connection string).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import Enum
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from . import __version__
+from .errors import SettingError
+from .model import is_valid_id
+from .sensitive import Sensitive
+
+__all__ = ["Settings", "CredentialKind", "StorageConnection", "parse_duration", "REFRESH_QUEUE"]
+
+#: The sweep's queue. Fixed: the queue trigger names it, and ops tooling relies on it.
+REFRESH_QUEUE = "tokenvault-refresh"
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+DEFAULT_REFRESH_SCHEDULE = "0 0 */6 * * *"
+DEFAULT_REFRESH_AFTER = timedelta(days=7)
+DEFAULT_KEY_CACHE_TTL = 300
+_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}\Z")
+_DURATION = re.compile(
+    r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?\Z")
+
+
+class CredentialKind(str, Enum):
+    SECRET = "secret"
+    CERTIFICATE = "certificate"
+    MANAGED_IDENTITY = "managed_identity"
+
+
+@dataclass(frozen=True)
+class StorageConnection:
+    """Either a connection string (Azurite, dev) or identity-based endpoints (Azure)."""
+
+    connection_string: Sensitive[str] | None = field(default=None, repr=False)
+    table_endpoint: str | None = None
+    queue_endpoint: str | None = None
+    #: client id of the user-assigned managed identity for identity-based access.
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    client_id: str
+    credential_kind: CredentialKind
+    client_secret: Sensitive[str] | None = field(default=None, repr=False)
+    client_certificate_path: Path | None = None
+    #: client id of the user-assigned managed identity used as federated credential.
+    managed_identity_client_id: str | None = None
+    authority_host: str = DEFAULT_AUTHORITY_HOST
+    allowed_tenants: frozenset[str] = frozenset()
+    redeem_callers: frozenset[str] = frozenset()
+    key_vault_url: str | None = None
+    local_keyring: Path | None = None
+    key_cache_ttl: int = DEFAULT_KEY_CACHE_TTL
+    storage: StorageConnection = field(default_factory=StorageConnection)
+    queue_storage: StorageConnection = field(default_factory=StorageConnection)
+    table: str = "tokens"
+    refresh_schedule: str = DEFAULT_REFRESH_SCHEDULE
+    refresh_after: timedelta = DEFAULT_REFRESH_AFTER
+    in_azure: bool = False
+    version: str = __version__
+    refresh_queue: str = REFRESH_QUEUE
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Read and validate every setting.
+
+        :raises SettingError: naming the first bad or missing setting.
+        """
+        env = _Env(os.environ if environ is None else environ)
+        client_id = _guid("TOKENVAULT_CLIENT_ID", env.require("TOKENVAULT_CLIENT_ID"))
+        in_azure = bool(env.get("WEBSITE_INSTANCE_ID"))
+        kind, secret, cert, mi_client = _client_credential(env)
+        key_vault_url = env.get("TOKENVAULT_KEY_VAULT_URL")
+        keyring = env.get("TOKENVAULT_LOCAL_KEYRING")
+        if key_vault_url:
+            _https_url("TOKENVAULT_KEY_VAULT_URL", key_vault_url)
+        elif not keyring:
+            raise SettingError("TOKENVAULT_KEY_VAULT_URL", "missing (or set TOKENVAULT_LOCAL_KEYRING for local use)")
+        elif in_azure:
+            raise SettingError("TOKENVAULT_LOCAL_KEYRING", "refused when running in Azure; set TOKENVAULT_KEY_VAULT_URL")
+        webjobs = _storage(env, "AzureWebJobsStorage")
+        own = env.get("TOKENVAULT_STORAGE")
+        return cls(
+            client_id=client_id,
+            credential_kind=kind,
+            client_secret=secret,
+            client_certificate_path=cert,
+            managed_identity_client_id=mi_client,
+            authority_host=_https_url("TOKENVAULT_AUTHORITY_HOST",
+                                      env.get("TOKENVAULT_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST),
+            allowed_tenants=_guid_set("TOKENVAULT_ALLOWED_TENANTS", env.get("TOKENVAULT_ALLOWED_TENANTS")),
+            redeem_callers=_guid_set("TOKENVAULT_REDEEM_CALLERS", env.get("TOKENVAULT_REDEEM_CALLERS")),
+            key_vault_url=key_vault_url.rstrip("/") if key_vault_url else None,
+            local_keyring=None if key_vault_url else Path(keyring),
+            key_cache_ttl=_int("TOKENVAULT_KEY_CACHE_TTL", env.get("TOKENVAULT_KEY_CACHE_TTL"),
+                               DEFAULT_KEY_CACHE_TTL, low=0, high=86400),
+            storage=_connection_string("TOKENVAULT_STORAGE", own) if own else webjobs,
+            queue_storage=webjobs,
+            table=_table("TOKENVAULT_TABLE", env.get("TOKENVAULT_TABLE") or "tokens"),
+            refresh_schedule=_ncrontab("TOKENVAULT_REFRESH_SCHEDULE",
+                                       env.get("TOKENVAULT_REFRESH_SCHEDULE") or DEFAULT_REFRESH_SCHEDULE),
+            refresh_after=_duration("TOKENVAULT_REFRESH_AFTER", env.get("TOKENVAULT_REFRESH_AFTER"),
+                                    DEFAULT_REFRESH_AFTER),
+            in_azure=in_azure,
+        )
+
+
+class _Env:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def get(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        return value.strip() if value and value.strip() else None
+
+    def require(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise SettingError(name, "missing")
+        return value
+
+
+def _client_credential(env: _Env):
+    secret = env.get("TOKENVAULT_CLIENT_SECRET")
+    cert = env.get("TOKENVAULT_CLIENT_CERTIFICATE_PATH")
+    assertion = env.get("TOKENVAULT_CLIENT_ASSERTION")
+    given = [name for name, value in (("TOKENVAULT_CLIENT_SECRET", secret),
+                                      ("TOKENVAULT_CLIENT_CERTIFICATE_PATH", cert),
+                                      ("TOKENVAULT_CLIENT_ASSERTION", assertion)) if value]
+    if not given:
+        raise SettingError("TOKENVAULT_CLIENT_SECRET",
+                           "missing (or set TOKENVAULT_CLIENT_CERTIFICATE_PATH or TOKENVAULT_CLIENT_ASSERTION)")
+    if len(given) > 1:
+        raise SettingError(given[1], f"set together with {given[0]}; choose one client credential")
+    if secret:
+        return CredentialKind.SECRET, Sensitive(secret), None, None
+    if cert:
+        path = Path(cert)
+        if not path.is_file():
+            raise SettingError("TOKENVAULT_CLIENT_CERTIFICATE_PATH", "no such file")
+        return CredentialKind.CERTIFICATE, None, path, None
+    if assertion != "managed_identity":
+        raise SettingError("TOKENVAULT_CLIENT_ASSERTION", "must be 'managed_identity'")
+    # Only a user-assigned identity can be a federated credential of an app registration.
+    mi_client = env.get("AZURE_CLIENT_ID")
+    if not mi_client:
+        raise SettingError("AZURE_CLIENT_ID", "missing: the user-assigned managed identity's client id is "
+                                              "required with TOKENVAULT_CLIENT_ASSERTION=managed_identity")
+    return CredentialKind.MANAGED_IDENTITY, None, None, _guid("AZURE_CLIENT_ID", mi_client)
+
+
+def _storage(env: _Env, prefix: str) -> StorageConnection:
+    """A Functions-style connection: ``PREFIX`` (a connection string) or ``PREFIX__*`` (identity)."""
+    value = env.get(prefix)
+    if value:
+        return _connection_string(prefix, value)
+    account = env.get(f"{prefix}__accountName")
+    table = env.get(f"{prefix}__tableServiceUri")
+    queue = env.get(f"{prefix}__queueServiceUri")
+    if account:
+        table = table or f"https://{account}.table.core.windows.net"
+        queue = queue or f"https://{account}.queue.core.windows.net"
+    if not (table and queue):
+        raise SettingError(prefix, "missing (a connection string, or identity-based "
+                                   f"{prefix}__accountName)")
+    client_id = env.get(f"{prefix}__clientId") or env.get("AZURE_CLIENT_ID")
+    return StorageConnection(table_endpoint=_https_url(f"{prefix}__tableServiceUri", table),
+                             queue_endpoint=_https_url(f"{prefix}__queueServiceUri", queue),
+                             client_id=client_id)
+
+
+def _connection_string(name: str, value: str) -> StorageConnection:
+    if value == "UseDevelopmentStorage=true":
+        return StorageConnection(connection_string=Sensitive(value))
+    parts = dict(p.split("=", 1) for p in value.split(";") if "=" in p)
+    if not ("AccountName" in parts or "TableEndpoint" in parts or "QueueEndpoint" in parts):
+        raise SettingError(name, "not a storage connection string")
+    return StorageConnection(connection_string=Sensitive(value))
+
+
+def _https_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise SettingError(name, "must be an https URL")
+    return value.rstrip("/")
+
+
+def _guid(name: str, value: str) -> str:
+    value = value.lower()
+    if not is_valid_id(value):
+        raise SettingError(name, "must be a GUID")
+    return value
+
+
+def _guid_set(name: str, value: str | None) -> frozenset[str]:
+    if not value:
+        return frozenset()
+    return frozenset(_guid(name, item.strip()) for item in value.split(",") if item.strip())
+
+
+def _int(name: str, value: str | None, default: int, *, low: int, high: int) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingError(name, "must be a whole number of seconds") from None
+    if not low <= number <= high:
+        raise SettingError(name, f"must be between {low} and {high}")
+    return number
+
+
+def _table(name: str, value: str) -> str:
+    if not _TABLE_NAME.match(value):
+        raise SettingError(name, "must be a table name: a letter, then 2 to 62 letters or digits")
+    return value
+
+
+def _ncrontab(name: str, value: str) -> str:
+    # The Functions host parses the expression itself; we only catch the common mistake of a
+    # five-field Unix cron line, which NCRONTAB (seconds first) reads differently.
+    if len(value.split()) != 6 or not re.fullmatch(r"[0-9*/,\- A-Za-z]+", value):
+        raise SettingError(name, "must be a six-field NCRONTAB expression (seconds first)")
+    return value
+
+
+def parse_duration(value: str) -> timedelta:
+    """Seconds (``"3600"``) or an ISO 8601 duration without years or months (``"P7D"``)."""
+    if value.isdigit():
+        return timedelta(seconds=int(value))
+    match = _DURATION.match(value)
+    if not match or value in ("P", "PT") or value.endswith("T"):
+        raise ValueError(value)
+    parts = {k: int(v) for k, v in match.groupdict().items() if v}
+    return timedelta(**parts)
+
+
+def _duration(name: str, value: str | None, default: timedelta) -> timedelta:
+    if value is None:
+        return default
+    try:
+        duration = parse_duration(value)
+    except ValueError:
+        raise SettingError(name, "must be seconds or an ISO 8601 duration such as P7D") from None
+    if duration <= timedelta(0):
+        raise SettingError(name, "must be positive")
+    return duration
