@@ -127,11 +127,21 @@ class RecordSummary:
 
 @dataclass(frozen=True)
 class TenantKey:
-    """One version of a tenant's 32-byte data key."""
+    """One version of a tenant's 32-byte data key.
+
+    ``created`` orders versions (Key Vault's ``created_on``; the keyring's list position):
+    opaque version ids cannot, and a record's key version must never move backwards.
+    """
 
     tenant_id: str
     version: str
     material: Sensitive[bytes] = field(repr=False)
+    created: datetime | None = None
+
+    def newer_than(self, other: "TenantKey") -> bool:
+        if self.created is None or other.created is None:
+            return False
+        return self.created > other.created
 
 
 @dataclass(frozen=True)

@@ -90,9 +90,11 @@ class Settings:
         if key_vault_url:
             _https_url("TOKENVAULT_KEY_VAULT_URL", key_vault_url)
         elif not keyring:
-            raise SettingError("TOKENVAULT_KEY_VAULT_URL", "missing (or set TOKENVAULT_LOCAL_KEYRING for local use)")
+            raise SettingError("TOKENVAULT_KEY_VAULT_URL",
+                               "missing (or set TOKENVAULT_LOCAL_KEYRING for local use)")
         elif in_azure:
-            raise SettingError("TOKENVAULT_LOCAL_KEYRING", "refused when running in Azure; set TOKENVAULT_KEY_VAULT_URL")
+            raise SettingError("TOKENVAULT_LOCAL_KEYRING",
+                               "refused when running in Azure; set TOKENVAULT_KEY_VAULT_URL")
         webjobs = _storage(env, "AzureWebJobsStorage")
         own = env.get("TOKENVAULT_STORAGE")
         return cls(
@@ -143,8 +145,8 @@ def _client_credential(env: _Env):
                                       ("TOKENVAULT_CLIENT_CERTIFICATE_PATH", cert),
                                       ("TOKENVAULT_CLIENT_ASSERTION", assertion)) if value]
     if not given:
-        raise SettingError("TOKENVAULT_CLIENT_SECRET",
-                           "missing (or set TOKENVAULT_CLIENT_CERTIFICATE_PATH or TOKENVAULT_CLIENT_ASSERTION)")
+        raise SettingError("TOKENVAULT_CLIENT_SECRET", "missing (or set "
+                           "TOKENVAULT_CLIENT_CERTIFICATE_PATH or TOKENVAULT_CLIENT_ASSERTION)")
     if len(given) > 1:
         raise SettingError(given[1], f"set together with {given[0]}; choose one client credential")
     if secret:

@@ -1,0 +1,328 @@
+"""The use cases: store, redeem, describe, forget — and maintain, the sweep's per-record step.
+
+Composed from the ports only; nothing here knows Azure, MSAL or HTTP. Authorization (who may
+touch which record) is the HTTP layer's job; the vault trusts the keys it is given.
+
+Three rules shape every write here:
+- it is conditional on the ETag of the record it was derived from;
+- when it loses that race, the record already stored wins unless it still holds the very
+  refresh token we started from (then ours is newer and we try again);
+- a refresh token is dropped only when the identity provider said it is dead. Entra keeps old
+  refresh tokens valid after rotation, so a rotation we fail to write loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from enum import Enum
+
+from .access_cache import AccessTokenCache
+from .envelope import Binding, seal, unseal
+from .errors import (
+    InsufficientPermissions,
+    NotFound,
+    OfflineAccessMissing,
+    ReauthRequired,
+    RecordConflict,
+    TenantNotOnboarded,
+    TenantRevoked,
+    UpstreamUnavailable,
+)
+from .model import Caller, RecordKey, Status, TenantKey, TokenGrant, TokenRecord
+from .ports import Clock, IdentityProvider, Keys, Records
+from .sensitive import Sensitive
+from .singleflight import SingleFlight
+
+__all__ = ["Vault", "Outcome"]
+
+log = logging.getLogger("tokenvault.vault")
+
+# A lost race is retried this often before the caller is asked to retry later.
+_WRITE_ATTEMPTS = 3
+
+
+class Outcome(str, Enum):
+    """What ``maintain`` did to one record."""
+
+    REWRAPPED = "rewrapped"
+    REFRESHED = "refreshed"
+    RESTORED = "restored"  # the tenant's key is back: `revoked` → `active`
+    REAUTH_REQUIRED = "reauth_required"
+    REVOKED = "revoked"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # nothing to do, or someone else changed or deleted it meanwhile
+
+
+class Vault:
+    def __init__(self, *, client_id: str, keys: Keys, records: Records,
+                 identity: IdentityProvider, clock: Clock,
+                 access_tokens: AccessTokenCache | None = None) -> None:
+        self._client_id = client_id
+        self._keys = keys
+        self._records = records
+        self._identity = identity
+        self._clock = clock
+        self._access = access_tokens
+        self._flights: SingleFlight[TokenGrant] = SingleFlight()
+
+    # --- store -------------------------------------------------------------------------
+
+    def store(self, caller: Caller, scopes: Sequence[str]) -> TokenRecord:
+        """Exchange the caller's token (OBO) and keep the refresh token, encrypted."""
+        if not caller.is_user or caller.assertion is None or caller.object_id is None:
+            raise InsufficientPermissions("Only a user may store their own token.")
+        key = RecordKey(caller.tenant_id, caller.object_id)
+        # Without a key there is nowhere to put the token: fail before asking the IdP for one.
+        latest = self._latest_key(key.tenant_id)
+        grant = self._identity.on_behalf_of(key.tenant_id, caller.assertion, scopes)
+        if not grant.refresh_token:
+            raise OfflineAccessMissing()
+        now = self._clock.now()
+        for _ in range(_WRITE_ATTEMPTS):
+            existing = self._read_or_none(key)
+            write_key = self._write_key(latest, existing)
+            record = TokenRecord(
+                tenant_id=key.tenant_id, user_id=key.user_id, client_id=self._client_id,
+                key_version=write_key.version, ciphertext=b"", status=Status.ACTIVE,
+                scopes=tuple(scopes), created_at=existing.created_at if existing else now,
+                refreshed_at=now, etag=existing.etag if existing else None)
+            record = self._sealed(record, write_key, grant.refresh_token)
+            try:
+                stored = self._records.update(record) if existing else self._records.create(record)
+            except (RecordConflict, NotFound):
+                continue  # another writer between our read and write: read again
+            log.info("stored", extra=_event(key, key_version=stored.key_version))
+            return stored
+        raise UpstreamUnavailable("The record is changing too often; retry.", retry_after=1,
+                                  upstream="storage")
+
+    # --- redeem ------------------------------------------------------------------------
+
+    def redeem(self, key: RecordKey, scopes: Sequence[str]) -> TokenGrant:
+        """A fresh access token for the stored user. Concurrent calls in one process for the
+        same user and scopes share one identity-provider call."""
+        flight = (key.tenant_id, key.user_id, frozenset(s.lower() for s in scopes))
+        return self._flights.do(flight, lambda: self._redeem(key, tuple(scopes)))
+
+    def _redeem(self, key: RecordKey, scopes: tuple[str, ...]) -> TokenGrant:
+        record = self._read(key)
+        self._require_redeemable(record)
+        tenant_key = self._key_of(record)
+        cache_key = AccessTokenCache.key(key.tenant_id, key.user_id, self._client_id, scopes)
+        # Served from memory only after the record and its key were checked just now.
+        if self._access is not None and record.status is Status.ACTIVE:
+            cached = self._access.get(cache_key, self._clock.now())
+            if cached is not None:
+                return cached
+        refresh_token = unseal(tenant_key.material, record.ciphertext, _binding(record))
+        try:
+            grant = self._identity.refresh(key.tenant_id, refresh_token, scopes)
+        except ReauthRequired as dead:
+            record, grant = self._retry_if_raced(record, scopes, dead)
+        if grant.refresh_token or record.status is not Status.ACTIVE:
+            self._write_back(record, grant.refresh_token, refreshed=bool(grant.refresh_token))
+        if self._access is not None:
+            self._access.put(cache_key, grant, self._clock.now())
+        log.info("redeemed", extra=_event(key, rotated=bool(grant.refresh_token)))
+        return grant
+
+    def _retry_if_raced(self, record: TokenRecord, scopes: tuple[str, ...],
+                        dead: ReauthRequired) -> tuple[TokenRecord, TokenGrant]:
+        """invalid_grant for a token that was replaced meanwhile is a race, not a revocation:
+        try once more with the newer token. Otherwise the token is dead."""
+        current = self._read(record.key)
+        if current.ciphertext != record.ciphertext and current.redeemable:
+            token = unseal(self._key_of(current).material, current.ciphertext, _binding(current))
+            try:
+                return current, self._identity.refresh(current.tenant_id, token, scopes)
+            except ReauthRequired as again:
+                dead = again
+        self._mark_dead(current, dead)
+        raise dead
+
+    # --- describe, forget ----------------------------------------------------------------
+
+    def describe(self, key: RecordKey) -> TokenRecord:
+        return self._read(key)
+
+    def forget(self, key: RecordKey) -> None:
+        if self._access is not None:
+            self._access.forget_user(key.tenant_id, key.user_id)
+        self._records.delete(key)
+        log.info("forgotten", extra=_event(key))
+
+    # --- maintain (the sweep's step) -----------------------------------------------------
+
+    def maintain(self, key: RecordKey, *, refresh_before: datetime) -> Outcome:
+        """Bring one record up to date: refresh it at the IdP if it was last refreshed before
+        ``refresh_before``, else rewrap it if its key version is not the latest.
+
+        Safe to repeat: it decides on the record as it is now, and every write is conditional.
+        Raises ``UpstreamUnavailable`` (after noting the failure on the record) so the caller
+        can back off; other failures are reported as outcomes.
+        """
+        try:
+            record = self._records.get(key)
+        except NotFound:
+            return Outcome.SKIPPED
+        if not record.redeemable and record.status is not Status.REVOKED:
+            return Outcome.SKIPPED
+        try:
+            tenant_key = self._key_of(record)
+            latest = self._write_key(self._keys.latest(key.tenant_id), record)
+        except (TenantRevoked, TenantNotOnboarded):
+            return self._mark_revoked(record)
+        if not record.ciphertext or record.client_id != self._client_id:
+            return Outcome.SKIPPED
+        due = record.refreshed_at < refresh_before
+        if not due and latest.version == record.key_version:
+            if record.status is Status.REVOKED:
+                return self._restore(record)
+            return Outcome.SKIPPED
+        token = unseal(tenant_key.material, record.ciphertext, _binding(record))
+        if not due:
+            written = self._write_back(record, token, refreshed=False, yield_on_conflict=True)
+            return Outcome.REWRAPPED if written else Outcome.SKIPPED
+        try:
+            grant = self._identity.refresh(key.tenant_id, token, record.scopes)
+        except ReauthRequired as dead:
+            if dead.reason != "invalid_grant":
+                self._note_failure(record, dead.reason)
+                return Outcome.FAILED
+            self._mark_dead(record, dead)
+            return Outcome.REAUTH_REQUIRED
+        except UpstreamUnavailable:
+            self._note_failure(record, "upstream_unavailable")
+            raise
+        # No rotation means the old token is still the one to keep; it is rewrapped all the same.
+        written = self._write_back(record, grant.refresh_token or token, refreshed=True,
+                                   yield_on_conflict=True)
+        return Outcome.REFRESHED if written else Outcome.SKIPPED
+
+    # --- writes ------------------------------------------------------------------------
+
+    def _write_back(self, record: TokenRecord, token: Sensitive[str] | None, *,
+                    refreshed: bool, yield_on_conflict: bool = False) -> TokenRecord | None:
+        """Write ``token`` (None: keep the stored one) under the latest key, conditionally,
+        and mark the record active. ``refreshed``: the token was just used at the IdP.
+
+        When the record changed since it was read, ours wins only if the stored one still
+        holds the refresh token we started from; otherwise the stored record is newer.
+        ``yield_on_conflict`` (the sweep) never retries: a redeem that got there first wins.
+        Returns the stored record, or None when another writer's record was kept.
+        """
+        for _ in range(_WRITE_ATTEMPTS):
+            updated = record.evolve(status=Status.ACTIVE)
+            if refreshed:
+                updated = updated.evolve(refreshed_at=self._clock.now(), failure_count=0,
+                                         last_error=None)
+            if token is not None:
+                write_key = self._write_key(self._keys.latest(record.tenant_id), record)
+                updated = self._sealed(updated, write_key, token)
+            try:
+                return self._records.update(updated)
+            except RecordConflict:
+                if yield_on_conflict:
+                    return None
+                current = self._read(record.key)
+                if current.ciphertext != record.ciphertext:
+                    return None  # a newer token is already stored
+                record = current
+        return None
+
+    def _mark_dead(self, record: TokenRecord, dead: ReauthRequired) -> None:
+        if dead.reason != "invalid_grant":
+            return  # consent or interaction: the token still works for other requests
+        dropped = record.evolve(status=Status.REAUTH_REQUIRED, ciphertext=b"",
+                                last_error=dead.reason, failure_count=record.failure_count + 1)
+        if self._update_quietly(dropped):
+            log.warning("refresh token dead", extra=_event(record.key, reason=dead.reason))
+
+    def _mark_revoked(self, record: TokenRecord) -> Outcome:
+        if record.status is not Status.REVOKED:
+            self._update_quietly(record.evolve(status=Status.REVOKED, last_error="tenant_revoked"))
+        if self._access is not None:
+            self._access.forget_tenant(record.tenant_id)
+        return Outcome.REVOKED
+
+    def _restore(self, record: TokenRecord) -> Outcome:
+        restored = self._update_quietly(record.evolve(status=Status.ACTIVE, last_error=None))
+        return Outcome.RESTORED if restored else Outcome.SKIPPED
+
+    def _note_failure(self, record: TokenRecord, code: str) -> None:
+        self._update_quietly(record.evolve(failure_count=record.failure_count + 1,
+                                           last_error=code))
+
+    def _update_quietly(self, record: TokenRecord) -> bool:
+        """A conditional write whose loss is fine: whoever changed the record knew more."""
+        try:
+            self._records.update(record)
+            return True
+        except (RecordConflict, NotFound):
+            return False
+
+    # --- keys and records ----------------------------------------------------------------
+
+    def _latest_key(self, tenant_id: str) -> TenantKey:
+        try:
+            return self._keys.latest(tenant_id)
+        except TenantNotOnboarded:
+            # No key but records: the key was deleted, which is how ops revoke a tenant.
+            if self._records.tenant_has_records(tenant_id):
+                raise TenantRevoked() from None
+            raise
+
+    def _write_key(self, latest: TenantKey, existing: TokenRecord | None) -> TenantKey:
+        """The key to write under: the latest, unless the stored record is on a version newer
+        than our cached "latest" (another instance saw a rotation first). Never backwards."""
+        if existing is None or existing.key_version == latest.version:
+            return latest
+        try:
+            theirs = self._keys.get(latest.tenant_id, existing.key_version)
+        except TenantRevoked:
+            return latest
+        return theirs if theirs.newer_than(latest) else latest
+
+    def _key_of(self, record: TokenRecord) -> TenantKey:
+        try:
+            return self._keys.get(record.tenant_id, record.key_version)
+        except TenantRevoked:
+            if self._access is not None:
+                self._access.forget_tenant(record.tenant_id)
+            raise
+
+    def _read(self, key: RecordKey) -> TokenRecord:
+        try:
+            return self._records.get(key)
+        except NotFound:
+            if self._access is not None:
+                self._access.forget_user(key.tenant_id, key.user_id)
+            raise
+
+    def _read_or_none(self, key: RecordKey) -> TokenRecord | None:
+        try:
+            return self._records.get(key)
+        except NotFound:
+            return None
+
+    def _require_redeemable(self, record: TokenRecord) -> None:
+        if record.client_id != self._client_id:
+            # Stored for another app registration: its refresh token is useless to us.
+            raise ReauthRequired(reason="client_mismatch")
+        if record.status is Status.REAUTH_REQUIRED or not record.ciphertext:
+            raise ReauthRequired(reason=record.last_error or "invalid_grant")
+
+    @staticmethod
+    def _sealed(record: TokenRecord, key: TenantKey, token: Sensitive[str]) -> TokenRecord:
+        record = record.evolve(key_version=key.version)
+        return record.evolve(ciphertext=seal(key.material, token, _binding(record)))
+
+
+def _binding(record: TokenRecord) -> Binding:
+    return Binding(record.tenant_id, record.user_id, record.client_id, record.key_version)
+
+
+def _event(key: RecordKey, **fields) -> dict:
+    return {"tenant_id": key.tenant_id, "user_id": key.user_id, **fields}
