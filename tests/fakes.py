@@ -26,7 +26,7 @@ from tokenvault.errors import (
     UpstreamUnavailable,
 )
 from tokenvault.model import RecordKey, RecordSummary, TenantKey, TokenGrant, TokenRecord
-from tokenvault.ports import Clock, IdentityProvider, Keys, Page, Queue, Records
+from tokenvault.ports import Clock, IdentityProvider, Keys, Page, Records
 from tokenvault.sensitive import Sensitive
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=timezone.utc)
@@ -217,12 +217,6 @@ class FakeIdentityProvider(IdentityProvider):
         self.dead |= {t for t, k in self.live.items() if k == key}
 
 
-class FakeQueue(Queue):
-    def __init__(self) -> None:
-        self.messages: list[dict] = []
-
-    def send(self, message: dict) -> None:
-        self.messages.append(message)
 
 
 def throttled(retry_after: int = 7) -> UpstreamUnavailable:

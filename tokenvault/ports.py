@@ -128,8 +128,16 @@ class Queue(ABC):
     """The sweep's work queue (Storage queue ``tokenvault-refresh``)."""
 
     @abstractmethod
-    def send(self, message: dict) -> None:
-        """Enqueue one JSON message in the encoding the Functions host expects."""
+    def send(self, message: dict, *, delay: int = 0) -> None:
+        """Enqueue one JSON message in the encoding the Functions host expects, visible
+        after ``delay`` seconds.
+
+        :raises UpstreamUnavailable: storage throttled or down.
+        """
+
+    @abstractmethod
+    def poisoned(self) -> int:
+        """About how many messages the host has moved to the poison queue."""
 
 
 class Clock(ABC):

@@ -1,0 +1,173 @@
+"""The sweep's plan and work against in-memory fakes: what gets planned, in what batches, and
+what the worker does with a batch when things go wrong."""
+
+import itertools
+import logging
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from tests.fakes import throttled
+from tests.unit.world import SCOPES, World
+from tokenvault.errors import BadRequest
+from tokenvault.model import RecordKey, Status
+from tokenvault.sweep import MemoryQueue, Planner, Worker, due_before, run_in_process
+from tokenvault.vault import Outcome
+
+TENANTS = ["aaaaaaaa-0000-0000-0000-00000000000%d" % i for i in range(1, 4)]
+REFRESH_AFTER = timedelta(days=7)
+
+
+def user(n: int) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, str(n)))
+
+
+class Sweep:
+    def __init__(self, world: World, *, budget=timedelta(minutes=4), ticks=None) -> None:
+        self.world = world
+        self.queue = MemoryQueue()
+        ticks = ticks or itertools.repeat(0.0)
+        self.planner = Planner(records=world.records, keys=world.keys, queue=self.queue,
+                               clock=world.clock, refresh_after=REFRESH_AFTER, time_budget=budget,
+                               batch_size=20, page_size=50, monotonic=lambda: next(ticks))
+        self.worker = Worker(vault=world.vault, queue=self.queue, clock=world.clock,
+                             refresh_after=REFRESH_AFTER)
+
+    def run(self):
+        return run_in_process(self.planner, self.worker, self.queue, sleep=lambda s: None)
+
+
+@pytest.fixture
+def world() -> World:
+    w = World()
+    for tenant in TENANTS:
+        w.keys.onboard(tenant)
+        for n in range(1, 61):
+            w.vault.store(w.user(user(n), tenant), SCOPES)
+    return w
+
+
+def test_nothing_is_planned_when_every_record_is_fresh_and_current(world):
+    summary = Sweep(world).planner.plan()
+    assert summary.planned == 0 and summary.scanned == 180 and summary.skipped == 180
+
+
+def test_stale_key_versions_are_planned_in_bounded_single_tenant_batches(world):
+    world.keys.rotate(TENANTS[0])
+    world.keys.calls.clear()
+    sweep = Sweep(world)
+    summary = sweep.planner.plan()
+
+    assert summary.planned == 60 and summary.batches == 3
+    messages = [m for m, _ in sweep.queue.items]
+    assert all(m["kind"] == "batch" and m["tenant_id"] == TENANTS[0] for m in messages)
+    assert all(len(m["users"]) <= 20 for m in messages)
+    assert world.keys.calls["latest"] == 3  # once per tenant, not once per record
+
+
+def test_the_inventory_counts_records_per_key_version(world):
+    old = world.keys.latest(TENANTS[0]).version
+    world.keys.rotate(TENANTS[0])
+    summary = Sweep(world).planner.plan()
+    assert summary.inventory[TENANTS[0]] == {old: 60}
+    assert sum(summary.inventory[TENANTS[1]].values()) == 60
+
+
+def test_due_records_spread_over_the_last_tenth_of_the_refresh_window(world):
+    world.clock.advance(days=6, hours=16)  # past 90 % of 7 days: some users due, not all
+    summary = Sweep(world).planner.plan()
+    assert 0 < summary.planned < 180
+    world.clock.advance(hours=8)  # past 7 days: all due
+    assert Sweep(world).planner.plan().planned == 180
+
+
+def test_due_before_is_stable_and_within_the_window():
+    now = World().clock.now()
+    first = due_before(user(7), now, REFRESH_AFTER)
+    assert first == due_before(user(7), now, REFRESH_AFTER)
+    assert now - REFRESH_AFTER <= first <= now - REFRESH_AFTER * 0.9
+
+
+def test_a_long_plan_hands_off_a_continuation_instead_of_running_long(world):
+    world.keys.rotate(TENANTS[1])
+    ticks = iter([0.0, 0.0, 301.0, 301.0, 301.0] + [302.0] * 50)
+    sweep = Sweep(world, budget=timedelta(minutes=5), ticks=ticks)
+    first = sweep.planner.plan()
+
+    assert first.continued and first.scanned == 100
+    continuation = [m for m, _ in sweep.queue.items if m["kind"] == "plan"]
+    assert len(continuation) == 1 and continuation[0]["continuation"]
+
+
+def test_a_whole_sweep_in_process_then_a_second_changes_nothing(world):
+    world.keys.rotate(TENANTS[0])
+    world.keys.rotate(TENANTS[1])
+    world.clock.advance(days=8)
+    first_plan, first = Sweep(world).run()
+    assert first_plan.planned == 180
+    assert first[Outcome.REFRESHED] == 180 and world.idp.calls["refresh"] == 180
+
+    etags = {k: r.etag for k, r in world.records.rows.items()}
+    second_plan, second = Sweep(world).run()
+    assert second_plan.planned == 0 and not second
+    assert etags == {k: r.etag for k, r in world.records.rows.items()}
+
+
+def test_a_revoked_tenant_is_marked_once_and_restored_when_its_key_is_back(world):
+    keys = world.keys.revoke(TENANTS[2])
+    plan, outcomes = Sweep(world).run()
+    assert plan.revoked_tenants == {TENANTS[2]} and outcomes[Outcome.REVOKED] == 60
+    assert Sweep(world).planner.plan().planned == 0  # already marked: not planned again
+
+    world.keys.restore(TENANTS[2], keys)
+    _, outcomes = Sweep(world).run()
+    assert outcomes[Outcome.RESTORED] == 60
+    assert all(r.status is Status.ACTIVE for r in world.records.rows.values())
+
+
+def test_throttling_defers_the_rest_of_the_batch_by_its_retry_after(world):
+    world.clock.advance(days=8)
+    world.idp.fail_next = [throttled(retry_after=42)]
+    sweep = Sweep(world)
+    message = {"v": 1, "kind": "batch", "run": "r", "tenant_id": TENANTS[0],
+               "users": [user(n) for n in range(1, 11)]}
+
+    summary = sweep.worker.work(message)
+
+    assert summary.counts[Outcome.FAILED] == 1 and summary.deferred == 9
+    (deferred, delay), = sweep.queue.items
+    assert delay == 42 and deferred["users"] == [user(n) for n in range(2, 11)]
+    assert world.idp.calls["refresh"] == 1  # nothing else was tried during the back-off
+
+
+def test_one_broken_record_does_not_stop_the_batch(world):
+    world.keys.rotate(TENANTS[0])
+    broken = RecordKey(TENANTS[0], user(1))
+    world.records.put(world.records.rows[broken].evolve(ciphertext=b"\x01" + bytes(40)))
+    message = {"v": 1, "kind": "batch", "run": "r", "tenant_id": TENANTS[0],
+               "users": [user(n) for n in range(1, 6)]}
+
+    summary = Sweep(world).worker.work(message)
+
+    assert summary.counts == {Outcome.FAILED: 1, Outcome.REWRAPPED: 4}
+
+
+@pytest.mark.parametrize("message", [
+    {}, {"tenant_id": "x", "users": []}, {"tenant_id": TENANTS[0], "users": "abc"},
+    {"tenant_id": TENANTS[0], "users": ["' or 1 eq 1"]},
+])
+def test_a_malformed_batch_is_refused(world, message):
+    with pytest.raises(BadRequest):
+        Sweep(world).worker.work(message)
+
+
+def test_summaries_are_logged_as_one_structured_line_each(world, caplog):
+    world.keys.rotate(TENANTS[0])
+    with caplog.at_level(logging.INFO, logger="tokenvault.sweep"):
+        Sweep(world).run()
+    plans = [r for r in caplog.records if r.getMessage() == "sweep.plan"]
+    batches = [r for r in caplog.records if r.getMessage() == "sweep.batch"]
+    assert len(plans) == 1 and len(batches) == 3
+    assert plans[0].sweep["planned"] == 60 and TENANTS[0] in plans[0].sweep["inventory"]
+    assert sum(b.sweep["rewrapped"] for b in batches) == 60

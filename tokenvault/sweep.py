@@ -1,0 +1,261 @@
+"""The sweep: the timer plans, the queue works.
+
+**Plan** pages through the records' projection (never the ciphertext), asks the key store for
+each tenant's latest version once, and puts batches of record keys — one tenant per message —
+on the queue. Past its time budget it hands the rest to itself as a continuation message
+instead of running long.
+
+**Work** takes one batch and runs ``Vault.maintain`` on each record, which re-reads it and
+decides again: the plan's view may be minutes old. When a dependency throttles, the rest of
+the batch is put back on the queue, delayed by the Retry-After it was given.
+
+Both log one summary line (``sweep.plan`` / ``sweep.batch``) with counts; the plan's carries
+the key-version inventory: per tenant, how many records are on each key version.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from .errors import BadRequest, TenantNotOnboarded, UpstreamUnavailable, VaultError
+from .model import RecordKey, RecordSummary, Status, is_valid_id
+from .ports import Clock, Keys, Queue, Records
+from .vault import Outcome, Vault
+
+__all__ = ["Planner", "Worker", "PlanSummary", "BatchSummary", "due_before", "MESSAGE_VERSION"]
+
+log = logging.getLogger("tokenvault.sweep")
+
+MESSAGE_VERSION = 1
+BATCH_SIZE = 20
+PAGE_SIZE = 1000
+
+
+def due_before(user_id: str, now: datetime, refresh_after: timedelta) -> datetime:
+    """A record last refreshed before this moment is due.
+
+    Each user gets a fixed offset within the last tenth of ``refresh_after``, so records
+    stored together are not all refreshed in the same run (jitter), and the plan and the
+    worker — which decide separately — agree on it.
+    """
+    spread = int(user_id[:8], 16) / 0xFFFFFFFF
+    return now - refresh_after + refresh_after * 0.1 * spread
+
+
+@dataclass
+class PlanSummary:
+    run: str
+    planned: int = 0
+    batches: int = 0
+    scanned: int = 0
+    skipped: int = 0
+    continued: bool = False
+    #: tenant → key version → number of records on it (the key-version inventory).
+    inventory: dict[str, Counter] = field(default_factory=dict)
+    revoked_tenants: set[str] = field(default_factory=set)
+    poisoned: int | None = None
+    duration: float = 0.0
+
+    def as_log(self) -> dict:
+        return {"run": self.run, "planned": self.planned, "batches": self.batches,
+                "scanned": self.scanned, "skipped": self.skipped, "continued": self.continued,
+                "revoked_tenants": sorted(self.revoked_tenants), "poisoned": self.poisoned,
+                "duration_s": round(self.duration, 3),
+                "inventory": {t: dict(c) for t, c in sorted(self.inventory.items())}}
+
+
+@dataclass
+class BatchSummary:
+    run: str
+    tenant_id: str
+    counts: Counter = field(default_factory=Counter)
+    deferred: int = 0
+    retry_after: int | None = None
+    duration: float = 0.0
+
+    def as_log(self) -> dict:
+        outcomes = {o.value: self.counts.get(o, 0) for o in Outcome}
+        return {"run": self.run, "tenant_id": self.tenant_id, **outcomes,
+                "deferred": self.deferred, "retry_after": self.retry_after,
+                "duration_s": round(self.duration, 3)}
+
+
+class Planner:
+    def __init__(self, *, records: Records, keys: Keys, queue: Queue, clock: Clock,
+                 refresh_after: timedelta, time_budget: timedelta = timedelta(minutes=4),
+                 batch_size: int = BATCH_SIZE, page_size: int = PAGE_SIZE,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._records, self._keys, self._queue, self._clock = records, keys, queue, clock
+        self._refresh_after = refresh_after
+        self._budget = time_budget.total_seconds()
+        self._batch_size, self._page_size = batch_size, page_size
+        self._monotonic = monotonic
+
+    def plan(self, *, run: str | None = None, tenant_id: str | None = None,
+             continuation: str | None = None,
+             inventory: dict[str, dict[str, int]] | None = None) -> PlanSummary:
+        """Plan one run (or continue one). Returns what it did; also logs it."""
+        started = self._monotonic()
+        summary = PlanSummary(run=run or uuid.uuid4().hex,
+                              inventory={t: Counter(v) for t, v in (inventory or {}).items()})
+        now = self._clock.now()
+        latest: dict[str, str | None] = {}
+        pending: dict[str, list[str]] = {}
+        while True:
+            page = self._records.scan(tenant_id, page_size=self._page_size,
+                                      continuation=continuation)
+            for item in page:
+                summary.scanned += 1
+                summary.inventory.setdefault(item.tenant_id, Counter())[item.key_version] += 1
+                if item.tenant_id not in latest:
+                    latest[item.tenant_id] = self._latest_version(item.tenant_id, summary)
+                if not self._needs_work(item, latest[item.tenant_id], now):
+                    summary.skipped += 1
+                    continue
+                batch = pending.setdefault(item.tenant_id, [])
+                batch.append(item.user_id)
+                if len(batch) >= self._batch_size:
+                    self._send_batch(summary, item.tenant_id, pending.pop(item.tenant_id))
+            continuation = page.continuation
+            if continuation is None:
+                break
+            if self._monotonic() - started > self._budget:
+                self._send({"kind": "plan", "run": summary.run, "tenant_id": tenant_id,
+                            "continuation": continuation,
+                            "inventory": {t: dict(c) for t, c in summary.inventory.items()}})
+                summary.continued = True
+                break
+        for tenant, users in pending.items():
+            self._send_batch(summary, tenant, users)
+        summary.poisoned = self._poisoned()
+        summary.duration = self._monotonic() - started
+        log.info("sweep.plan", extra={"sweep": summary.as_log()})
+        return summary
+
+    def _latest_version(self, tenant_id: str, summary: PlanSummary) -> str | None:
+        try:
+            return self._keys.latest(tenant_id).version
+        except TenantNotOnboarded:
+            summary.revoked_tenants.add(tenant_id)
+            return None
+
+    def _needs_work(self, item: RecordSummary, latest: str | None, now: datetime) -> bool:
+        if latest is None:  # the tenant's key is gone: its records are to be marked revoked
+            return item.status is Status.ACTIVE
+        if item.status is Status.REVOKED:  # the key is back
+            return True
+        if item.status is not Status.ACTIVE:
+            return False
+        return (item.key_version != latest
+                or item.refreshed_at < due_before(item.user_id, now, self._refresh_after))
+
+    def _send_batch(self, summary: PlanSummary, tenant_id: str, users: list[str]) -> None:
+        self._send({"kind": "batch", "run": summary.run, "tenant_id": tenant_id, "users": users})
+        summary.planned += len(users)
+        summary.batches += 1
+
+    def _send(self, message: dict) -> None:
+        self._queue.send({"v": MESSAGE_VERSION, **message})
+
+    def _poisoned(self) -> int | None:
+        try:
+            return self._queue.poisoned()
+        except VaultError:
+            return None  # the count is informative; failing to get it must not fail the plan
+
+
+class Worker:
+    def __init__(self, *, vault: Vault, queue: Queue, clock: Clock,
+                 refresh_after: timedelta) -> None:
+        self._vault, self._queue, self._clock = vault, queue, clock
+        self._refresh_after = refresh_after
+
+    def work(self, message: dict, *, attempt: int = 1) -> BatchSummary:
+        """Maintain every record of one batch message."""
+        started = time.monotonic()
+        tenant_id, users = parse_batch(message)
+        summary = BatchSummary(run=str(message.get("run", "")), tenant_id=tenant_id)
+        for index, user_id in enumerate(users):
+            key = RecordKey(tenant_id, user_id)
+            threshold = due_before(user_id, self._clock.now(), self._refresh_after)
+            try:
+                summary.counts[self._vault.maintain(key, refresh_before=threshold)] += 1
+            except UpstreamUnavailable as busy:
+                summary.counts[Outcome.FAILED] += 1
+                self._defer(message, users[index + 1:], busy.retry_after, summary)
+                break
+            except VaultError as error:
+                # One bad record (say, a ciphertext that does not open) must not stop the rest.
+                summary.counts[Outcome.FAILED] += 1
+                log.error("sweep.record_failed", extra={"tenant_id": tenant_id,
+                                                        "user_id": user_id, "code": error.code})
+        summary.duration = time.monotonic() - started
+        log.info("sweep.batch", extra={"sweep": {**summary.as_log(), "attempt": attempt}})
+        return summary
+
+    def _defer(self, message: dict, rest: list[str], retry_after: int,
+               summary: BatchSummary) -> None:
+        summary.retry_after = retry_after
+        if rest:
+            self._queue.send({**message, "users": rest}, delay=retry_after)
+            summary.deferred = len(rest)
+
+
+def parse_batch(message: dict) -> tuple[str, list[str]]:
+    """The tenant and users of a batch message; anything malformed is BadRequest."""
+    tenant_id, users = message.get("tenant_id"), message.get("users")
+    if not is_valid_id(tenant_id) or not isinstance(users, list):
+        raise BadRequest("malformed sweep batch message")
+    if not all(is_valid_id(u) for u in users):
+        raise BadRequest("malformed sweep batch message")
+    return tenant_id, users
+
+
+def run_in_process(planner: Planner, worker: Worker, messages: "MemoryQueue", *,
+                   tenant_id: str | None = None,
+                   progress: Callable[[int, int], None] | None = None,
+                   sleep: Callable[[float], None] = time.sleep) -> tuple[PlanSummary, Counter]:
+    """Plan and work a whole sweep in this process (the CLI and local runs).
+
+    ``planner`` and ``worker`` must send to ``messages``. A batch deferred by throttling is
+    worked again after its delay, as the queue would deliver it.
+    """
+    plan = planner.plan(tenant_id=tenant_id)
+    totals: Counter = Counter()
+    done = 0
+    while messages.items:
+        message, delay = messages.items.pop(0)
+        if delay:
+            sleep(delay)
+        if message["kind"] == "plan":
+            more = planner.plan(run=message["run"], tenant_id=message.get("tenant_id"),
+                                continuation=message["continuation"],
+                                inventory=message.get("inventory"))
+            plan.planned += more.planned
+            continue
+        batch = worker.work(message)
+        totals.update(batch.counts)
+        done += len(message["users"]) - batch.deferred
+        if progress:
+            progress(done, plan.planned)
+    return plan, totals
+
+
+class MemoryQueue(Queue):
+    """A queue in a list, for sweeping in-process and for dry runs."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[dict, int]] = []
+
+    def send(self, message: dict, *, delay: int = 0) -> None:
+        self.items.append((message, delay))
+
+    def poisoned(self) -> int:
+        return 0
+
