@@ -1,0 +1,254 @@
+"""HTTP handlers: parse, authenticate, authorize, call the vault, answer JSON.
+
+Every answer carries ``Cache-Control: no-store`` and an ``X-Correlation-Id`` that is also in
+the log line. Every error is RFC 9457 ``application/problem+json`` with a stable ``code``; an
+error whose code is internal (``public`` False) or that is not a ``VaultError`` at all is
+answered as ``internal`` with no detail.
+
+Who may do what (DESIGN.md "HTTP API"):
+- a user token (delegated, audience = our client) stores, redeems, reads and forgets its
+  own record, identified by the token's ``tid`` and ``oid`` — never by a name in the body;
+- an app token must come from an app listed in ``TOKENVAULT_REDEEM_CALLERS`` *and* carry the
+  role: ``TokenVault.Redeem`` to redeem or read, ``TokenVault.Admin`` to read or forget. The
+  list is required as well as the role because any tenant can assign our app roles to its
+  own apps: a role alone proves nothing about who the caller is.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import azure.functions as func
+
+from .errors import (
+    BadRequest,
+    InsufficientPermissions,
+    InternalError,
+    PayloadTooLarge,
+    ReauthRequired,
+    UpstreamUnavailable,
+    VaultError,
+)
+from .model import Caller, RecordKey, TokenGrant, valid_id
+from .ports import Clock
+from .vault import Vault
+
+__all__ = ["Api", "dispatch", "problem", "MAX_BODY", "ROLE_REDEEM", "ROLE_ADMIN"]
+
+log = logging.getLogger("tokenvault.http")
+
+MAX_BODY = 16 * 1024
+MAX_SCOPES = 20
+MAX_SCOPE_LENGTH = 512
+ROLE_REDEEM = "TokenVault.Redeem"
+ROLE_ADMIN = "TokenVault.Admin"
+PROBLEM_TYPE = "urn:tokenvault:problem:"
+# msal adds these itself and refuses them from us (FIELD-NOTES); a caller never needs them.
+_RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+_SCOPE = re.compile(r"[\x21-\x7e]+\Z")
+
+Authenticate = Callable[[str | None], Caller]
+
+
+@dataclass(frozen=True)
+class _Request:
+    correlation_id: str
+    route: str
+
+
+class Api:
+    def __init__(self, *, vault: Vault, authenticate: Authenticate,
+                 redeem_callers: frozenset[str], clock: Clock) -> None:
+        self._vault = vault
+        self._authenticate = authenticate
+        self._callers = redeem_callers
+        self._clock = clock
+
+    # --- routes --------------------------------------------------------------------------
+
+    def store(self, req: func.HttpRequest) -> func.HttpResponse:
+        raw = _bounded_body(req)
+        caller = self._caller(req)
+        scopes = _scopes(_json_body(req, raw, required={"scopes"}, optional=set())["scopes"])
+        if not caller.is_user:
+            raise InsufficientPermissions("Only a user token can store a refresh token.")
+        record = self._vault.store(caller, scopes)
+        return _json(201, record.metadata(),
+                     {"Location": f"/api/tokens/{record.tenant_id}/{record.user_id}"})
+
+    def redeem(self, req: func.HttpRequest) -> func.HttpResponse:
+        raw = _bounded_body(req)
+        caller = self._caller(req)
+        body = _json_body(req, raw, required={"scopes"}, optional={"tenant_id", "user_id"})
+        scopes = _scopes(body["scopes"])
+        if caller.is_user:
+            own = _own_key(caller)
+            named = {f: body[f] for f in ("tenant_id", "user_id") if f in body}
+            if named and named != {"tenant_id": own.tenant_id, "user_id": own.user_id}:
+                raise InsufficientPermissions("A user token redeems only its own record.")
+            key = own
+        else:
+            self._require_app(caller, ROLE_REDEEM)
+            for name in ("tenant_id", "user_id"):
+                if name not in body:
+                    raise BadRequest(f"{name} is required with an app token.", field=name)
+            key = RecordKey(valid_id(body["tenant_id"], "tenant_id"),
+                            valid_id(body["user_id"], "user_id"))
+        return _json(200, _token_body(self._vault.redeem(key, scopes), self._now()))
+
+    def describe(self, req: func.HttpRequest) -> func.HttpResponse:
+        caller = self._caller(req)
+        key = _route_key(req)
+        self._authorize_record(caller, key, (ROLE_REDEEM, ROLE_ADMIN))
+        return _json(200, self._vault.describe(key).metadata())
+
+    def forget(self, req: func.HttpRequest) -> func.HttpResponse:
+        caller = self._caller(req)
+        key = _route_key(req)
+        self._authorize_record(caller, key, (ROLE_ADMIN,))
+        self._vault.forget(key)
+        return func.HttpResponse(status_code=204, headers=_common_headers())
+
+    # --- authorization -------------------------------------------------------------------
+
+    def _caller(self, req: func.HttpRequest) -> Caller:
+        return self._authenticate(req.headers.get("Authorization"))
+
+    def _authorize_record(self, caller: Caller, key: RecordKey, roles: tuple[str, ...]) -> None:
+        if caller.is_user:
+            if _own_key(caller) != key:
+                raise InsufficientPermissions("A user token reaches only its own record.")
+            return
+        self._require_app(caller, *roles)
+
+    def _require_app(self, caller: Caller, *roles: str) -> None:
+        if caller.app_id not in self._callers or not caller.roles.intersection(roles):
+            raise InsufficientPermissions(f"The app needs the role {' or '.join(roles)} and "
+                                          "must be listed in TOKENVAULT_REDEEM_CALLERS.")
+
+    def _now(self) -> int:
+        return int(self._clock.now().timestamp())
+
+
+def dispatch(route: str, req: func.HttpRequest, api: Callable[[], Api]) -> func.HttpResponse:
+    """Run one route: build (or reuse) the Api, call it, turn every failure into a problem."""
+    request = _Request(correlation_id=str(uuid.uuid4()), route=route)
+    try:
+        response = getattr(api(), route)(req)
+    except VaultError as error:
+        return _failure(request, error)
+    except Exception:  # noqa: BLE001 - the one place where anything becomes `internal`
+        log.exception("unexpected error", extra=_log_fields(request, "internal"))
+        return problem(InternalError(), request.correlation_id)
+    response.headers["X-Correlation-Id"] = request.correlation_id
+    return response
+
+
+def _failure(request: _Request, error: VaultError) -> func.HttpResponse:
+    level = logging.ERROR if error.status >= 500 else logging.INFO
+    # The message is safe by construction; the log keeps the internal code too.
+    log.log(level, "request failed: %s", error.message, extra=_log_fields(request, error.code))
+    return problem(error, request.correlation_id)
+
+
+def problem(error: VaultError, correlation_id: str) -> func.HttpResponse:
+    shown = error if error.public else InternalError()
+    body = {"type": PROBLEM_TYPE + shown.code, "title": shown.title, "status": shown.status,
+            "code": shown.code, "detail": shown.message, "correlation_id": correlation_id}
+    headers = {**_common_headers(), "X-Correlation-Id": correlation_id}
+    if isinstance(shown, BadRequest) and shown.field:
+        body["field"] = shown.field
+    if shown.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    if isinstance(shown, ReauthRequired) and shown.claims:
+        body["claims"] = shown.claims
+        # As Microsoft's APIs do for a claims challenge: base64 of the claims JSON.
+        encoded = base64.b64encode(shown.claims.encode()).decode()
+        headers["WWW-Authenticate"] = f'Bearer error="insufficient_claims", claims="{encoded}"'
+    if isinstance(shown, UpstreamUnavailable):
+        headers["Retry-After"] = str(shown.retry_after)
+    return func.HttpResponse(json.dumps(body), status_code=shown.status, headers=headers,
+                             mimetype="application/problem+json", charset="utf-8")
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+def _bounded_body(req: func.HttpRequest) -> bytes:
+    """The body, refused before anything else is done with the request when it is too big."""
+    body = req.get_body() or b""
+    if len(body) > MAX_BODY:
+        raise PayloadTooLarge(f"The body is larger than {MAX_BODY} bytes.")
+    return body
+
+
+def _json_body(req: func.HttpRequest, body: bytes, *, required: set[str],
+               optional: set[str]) -> dict:
+    media_type = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise BadRequest("The body must be JSON (Content-Type: application/json).",
+                         field="Content-Type")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The body is not valid JSON.", field="body") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object.", field="body")
+    for name in data:
+        if name not in required | optional:
+            raise BadRequest(f"Unknown field {name[:64]!r}.", field=name[:64])
+    for name in sorted(required):
+        if name not in data:
+            raise BadRequest(f"{name} is required.", field=name)
+    return data
+
+
+def _scopes(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise BadRequest("scopes must be a non-empty list of strings.", field="scopes")
+    if len(value) > MAX_SCOPES:
+        raise BadRequest(f"scopes may hold at most {MAX_SCOPES} entries.", field="scopes")
+    for scope in value:
+        if not isinstance(scope, str) or not 0 < len(scope) <= MAX_SCOPE_LENGTH \
+                or not _SCOPE.match(scope):
+            raise BadRequest("Each scope must be 1 to 512 printable characters without spaces.",
+                             field="scopes")
+        if scope.lower() in _RESERVED_SCOPES:
+            raise BadRequest("openid, profile and offline_access are added by the vault.",
+                             field="scopes")
+    return tuple(dict.fromkeys(value))
+
+
+def _route_key(req: func.HttpRequest) -> RecordKey:
+    params = req.route_params
+    return RecordKey(valid_id(params.get("tenant_id"), "tenant_id"),
+                     valid_id(params.get("user_id"), "user_id"))
+
+
+def _own_key(caller: Caller) -> RecordKey:
+    return RecordKey(caller.tenant_id, caller.object_id or "")
+
+
+def _token_body(grant: TokenGrant, now: int) -> dict:
+    return {"access_token": grant.access_token.reveal(), "token_type": grant.token_type,
+            "expires_in": max(0, grant.expires_on - now), "expires_on": grant.expires_on,
+            "scope": " ".join(grant.scopes)}
+
+
+def _json(status: int, body: dict, headers: dict | None = None) -> func.HttpResponse:
+    return func.HttpResponse(json.dumps(body), status_code=status,
+                             headers={**_common_headers(), **(headers or {})},
+                             mimetype="application/json", charset="utf-8")
+
+
+def _common_headers() -> dict[str, str]:
+    return {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def _log_fields(request: _Request, code: str) -> dict:
+    return {"correlation_id": request.correlation_id, "route": request.route, "code": code}
