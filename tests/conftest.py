@@ -1,14 +1,38 @@
 """Session-wide test fixtures. Services (Azurite, the HTTPS fakes) are started here by the
-fixtures themselves and stopped at the end of the session: no test assumes a running server."""
+fixtures themselves and stopped at the end of the session: no test assumes a running server.
 
+Each local part keeps its fixtures in its own module under ``tests/support`` and is listed in
+``pytest_plugins``; this file holds only what every part shares.
+"""
+
+import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.support.azurite import Azurite
 from tests.support.https import TestCA
+
+pytest_plugins = [
+    "tests.support.keyvault_fixtures",
+    "tests.support.entra_fixtures",
+]
 
 
 @pytest.fixture(scope="session")
 def ca(tmp_path_factory) -> TestCA:
     """The session's throwaway certificate authority for the local HTTPS fakes."""
     return TestCA(Path(tmp_path_factory.mktemp("tls")))
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory) -> Azurite:
+    """One Azurite for the whole session, in a temp folder, on free ports."""
+    with Azurite(tmp_path_factory.mktemp("azurite")) as storage:
+        yield storage
+
+
+@pytest.fixture
+def table_name() -> str:
+    """A table of its own for each test, so tests never see each other's rows."""
+    return "t" + uuid.uuid4().hex[:20]

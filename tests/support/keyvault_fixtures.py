@@ -1,0 +1,1 @@
+"""Fixtures of this local part (filled in by its module)."""
