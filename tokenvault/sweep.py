@@ -15,6 +15,7 @@ the key-version inventory: per tenant, how many records are on each key version.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -28,7 +29,8 @@ from .model import RecordKey, RecordSummary, Status, is_valid_id
 from .ports import Clock, Keys, Queue, Records
 from .vault import Outcome, Vault
 
-__all__ = ["Planner", "Worker", "PlanSummary", "BatchSummary", "due_before", "MESSAGE_VERSION"]
+__all__ = ["Planner", "Worker", "SweepHandler", "PlanSummary", "BatchSummary", "due_before",
+           "MESSAGE_VERSION"]
 
 log = logging.getLogger("tokenvault.sweep")
 
@@ -205,6 +207,55 @@ class Worker:
         if rest:
             self._queue.send({**message, "users": rest}, delay=retry_after)
             summary.deferred = len(rest)
+
+
+class SweepHandler:
+    """What the timer and the queue functions call: one entry each."""
+
+    def __init__(self, *, planner: Planner, worker: Worker, max_dequeue: int = 5) -> None:
+        self._planner, self._worker = planner, worker
+        self._max_dequeue = max_dequeue
+
+    def plan_run(self, *, past_due: bool = False) -> PlanSummary:
+        if past_due:
+            log.info("sweep.plan past due: running now")
+        return self._planner.plan()
+
+    def handle(self, body: bytes | str, *, dequeue_count: int = 1) -> None:
+        """Work one queue message (already decoded from base64 by the host).
+
+        A message that raises is retried by the host and moved to the poison queue after
+        ``maxDequeueCount`` attempts; the plan's summary reports the poison queue's length.
+        """
+        message = decode_message(body)
+        if dequeue_count >= self._max_dequeue:
+            log.warning("sweep.last_attempt", extra={"sweep": {
+                "run": message.get("run"), "kind": message.get("kind"),
+                "attempt": dequeue_count}})
+        if message.get("kind") == "plan":
+            self._planner.plan(run=str(message.get("run") or ""),
+                               tenant_id=message.get("tenant_id"),
+                               continuation=message.get("continuation"),
+                               inventory=message.get("inventory"))
+        else:
+            self._worker.work(message, attempt=dequeue_count)
+
+
+def decode_message(body: bytes | str) -> dict:
+    """A sweep message as JSON; anything else is BadRequest (and ends in the poison queue)."""
+    try:
+        message = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("malformed sweep message") from None
+    if not isinstance(message, dict) or message.get("v") != MESSAGE_VERSION \
+            or message.get("kind") not in ("plan", "batch"):
+        raise BadRequest("malformed sweep message")
+    if message["kind"] == "plan" and not isinstance(message.get("continuation"), str):
+        raise BadRequest("malformed sweep message")
+    tenant = message.get("tenant_id")
+    if tenant is not None and not is_valid_id(tenant):
+        raise BadRequest("malformed sweep message")
+    return message
 
 
 def parse_batch(message: dict) -> tuple[str, list[str]]:

@@ -2,6 +2,7 @@
 what the worker does with a batch when things go wrong."""
 
 import itertools
+import json
 import logging
 import uuid
 from datetime import timedelta
@@ -12,7 +13,14 @@ from tests.fakes import throttled
 from tests.unit.world import SCOPES, World
 from tokenvault.errors import BadRequest
 from tokenvault.model import RecordKey, Status
-from tokenvault.sweep import MemoryQueue, Planner, Worker, due_before, run_in_process
+from tokenvault.sweep import (
+    MemoryQueue,
+    Planner,
+    SweepHandler,
+    Worker,
+    due_before,
+    run_in_process,
+)
 from tokenvault.vault import Outcome
 
 TENANTS = ["aaaaaaaa-0000-0000-0000-00000000000%d" % i for i in range(1, 4)]
@@ -171,3 +179,44 @@ def test_summaries_are_logged_as_one_structured_line_each(world, caplog):
     assert len(plans) == 1 and len(batches) == 3
     assert plans[0].sweep["planned"] == 60 and TENANTS[0] in plans[0].sweep["inventory"]
     assert sum(b.sweep["rewrapped"] for b in batches) == 60
+
+
+def handler(sweep: Sweep) -> SweepHandler:
+    return SweepHandler(planner=sweep.planner, worker=sweep.worker)
+
+
+def test_the_queue_function_works_a_batch_from_its_json_body(world):
+    world.keys.rotate(TENANTS[0])
+    sweep = Sweep(world)
+    body = json.dumps({"v": 1, "kind": "batch", "run": "r", "tenant_id": TENANTS[0],
+                       "users": [user(n) for n in range(1, 4)]}).encode()
+
+    handler(sweep).handle(body, dequeue_count=1)
+
+    latest = world.keys.latest(TENANTS[0]).version
+    assert all(world.records.rows[RecordKey(TENANTS[0], user(n))].key_version == latest
+               for n in range(1, 4))
+    assert world.records.rows[RecordKey(TENANTS[0], user(4))].key_version != latest
+
+
+def test_the_queue_function_continues_a_plan_from_a_continuation_message(world):
+    world.keys.rotate(TENANTS[2])
+    sweep = Sweep(world)
+    body = json.dumps({"v": 1, "kind": "plan", "run": "r", "tenant_id": None,
+                       "continuation": "120", "inventory": {}})
+
+    handler(sweep).handle(body)
+
+    batches = [m for m, _ in sweep.queue.items if m["kind"] == "batch"]
+    assert {m["tenant_id"] for m in batches} == {TENANTS[2]}
+    assert sum(len(m["users"]) for m in batches) == 60
+
+
+@pytest.mark.parametrize("body", [
+    b"not json", b"[]", b'{"v": 2, "kind": "batch"}', b'{"v": 1, "kind": "other"}',
+    b'{"v": 1, "kind": "plan"}', b'{"v": 1, "kind": "plan", "continuation": "x", "tenant_id": "A"}',
+    b"\xff\xfe",
+])
+def test_a_malformed_queue_message_raises_so_the_host_retries_then_poisons_it(world, body):
+    with pytest.raises(BadRequest):
+        handler(Sweep(world)).handle(body, dequeue_count=5)

@@ -1,0 +1,83 @@
+"""function_app as the Functions worker indexes it: what it declares, how it fails when the
+settings are wrong, and that its OpenAPI document matches what it declares."""
+
+import json
+import logging
+
+import azure.functions as func
+import pytest
+
+import function_app
+from tokenvault import bootstrap
+from tokenvault.openapi import document
+
+FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
+
+
+def binding(name: str) -> dict:
+    return json.loads(FUNCTIONS[name].get_function_json())["bindings"][0]
+
+
+def http_routes() -> set[tuple[str, str]]:
+    routes = set()
+    for name in FUNCTIONS:
+        b = binding(name)
+        if b["type"] == "httpTrigger":
+            routes |= {(m.lower(), "/" + b["route"]) for m in b["methods"]}
+    return routes
+
+
+def call(name: str, *, method="GET", body=b"", route_params=None, headers=None):
+    request = func.HttpRequest(method=method, url=f"/api/{name}", body=body,
+                               route_params=route_params or {}, headers=headers or {})
+    return FUNCTIONS[name].get_user_function()(request)
+
+
+def test_data_routes_require_a_function_key_and_only_health_and_openapi_are_anonymous():
+    levels = {name: binding(name).get("authLevel") for name in FUNCTIONS
+              if binding(name)["type"] == "httpTrigger"}
+    assert {n for n, level in levels.items() if level == "ANONYMOUS"} == {"health", "openapi"}
+    assert all(level == "FUNCTION" for n, level in levels.items() if n not in ("health", "openapi"))
+
+
+def test_the_sweep_is_declared_on_the_settings_schedule_and_the_refresh_queue():
+    assert binding("refresh_plan")["schedule"] == "%TOKENVAULT_REFRESH_SCHEDULE%"
+    assert binding("refresh_work")["queueName"] == "tokenvault-refresh"
+
+
+def test_every_declared_route_is_in_the_openapi_document_and_vice_versa():
+    doc = document("test")
+    documented = {(method, path) for path, item in doc["paths"].items()
+                  for method in item if method != "parameters"}
+    assert documented == http_routes()
+
+
+@pytest.fixture
+def unconfigured(monkeypatch):
+    for name in ("TOKENVAULT_CLIENT_ID", "TOKENVAULT_CLIENT_SECRET", "TOKENVAULT_KEY_VAULT_URL",
+                 "TOKENVAULT_LOCAL_KEYRING", "AzureWebJobsStorage"):
+        monkeypatch.delenv(name, raising=False)
+    bootstrap.reset()
+    yield
+    bootstrap.reset()
+
+
+def test_a_missing_setting_is_one_log_line_and_an_internal_problem(unconfigured, caplog):
+    caplog.set_level(logging.INFO)
+    response = call("store_token", method="POST", body=b'{"scopes": ["x"]}',
+                    headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 500
+    assert response.mimetype == "application/problem+json"
+    problem = json.loads(response.get_body())
+    assert problem["code"] == "internal" and "TOKENVAULT" not in problem["detail"]
+    config_lines = [r.getMessage() for r in caplog.records if "configuration error" in r.getMessage()]
+    assert config_lines == ["configuration error: setting TOKENVAULT_CLIENT_ID: missing"]
+
+
+def test_health_and_openapi_answer_without_composing_the_app(unconfigured):
+    health = call("health")
+    assert health.status_code == 200
+    assert json.loads(health.get_body())["status"] == "ok"
+    spec = call("openapi")
+    assert spec.status_code == 200 and json.loads(spec.get_body())["openapi"] == "3.1.0"
