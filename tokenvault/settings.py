@@ -21,7 +21,8 @@ from .errors import SettingError
 from .model import is_valid_id
 from .sensitive import Sensitive
 
-__all__ = ["Settings", "CredentialKind", "StorageConnection", "parse_duration", "REFRESH_QUEUE"]
+__all__ = ["Settings", "StoreSettings", "CredentialKind", "StorageConnection", "parse_duration",
+           "REFRESH_QUEUE"]
 
 #: The sweep's queue. Fixed: the queue trigger names it, and ops tooling relies on it.
 REFRESH_QUEUE = "tokenvault-refresh"
@@ -85,6 +86,49 @@ class Settings:
         client_id = _guid("TOKENVAULT_CLIENT_ID", env.require("TOKENVAULT_CLIENT_ID"))
         in_azure = bool(env.get("WEBSITE_INSTANCE_ID"))
         kind, secret, cert, mi_client = _client_credential(env)
+        store = StoreSettings.from_environ(environ)
+        return cls(
+            client_id=client_id,
+            credential_kind=kind,
+            client_secret=secret,
+            client_certificate_path=cert,
+            managed_identity_client_id=mi_client,
+            authority_host=_https_url("TOKENVAULT_AUTHORITY_HOST",
+                                      env.get("TOKENVAULT_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST),
+            allowed_tenants=_guid_set("TOKENVAULT_ALLOWED_TENANTS", env.get("TOKENVAULT_ALLOWED_TENANTS")),
+            redeem_callers=_guid_set("TOKENVAULT_REDEEM_CALLERS", env.get("TOKENVAULT_REDEEM_CALLERS")),
+            key_vault_url=store.key_vault_url,
+            local_keyring=store.local_keyring,
+            key_cache_ttl=store.key_cache_ttl,
+            storage=store.storage,
+            queue_storage=store.queue_storage,
+            table=store.table,
+            refresh_schedule=_ncrontab("TOKENVAULT_REFRESH_SCHEDULE",
+                                       env.get("TOKENVAULT_REFRESH_SCHEDULE") or DEFAULT_REFRESH_SCHEDULE),
+            refresh_after=_duration("TOKENVAULT_REFRESH_AFTER", env.get("TOKENVAULT_REFRESH_AFTER"),
+                                    DEFAULT_REFRESH_AFTER),
+            in_azure=in_azure,
+        )
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """The settings of the key store and the record store alone: what the ops CLI needs for
+    its ``keys`` and ``records`` commands, which run without the app's client credential."""
+
+    key_vault_url: str | None
+    local_keyring: Path | None
+    key_cache_ttl: int
+    storage: StorageConnection
+    queue_storage: StorageConnection
+    table: str
+    in_azure: bool
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "StoreSettings":
+        """:raises SettingError: naming the first bad or missing setting."""
+        env = _Env(os.environ if environ is None else environ)
+        in_azure = bool(env.get("WEBSITE_INSTANCE_ID"))
         key_vault_url = env.get("TOKENVAULT_KEY_VAULT_URL")
         keyring = env.get("TOKENVAULT_LOCAL_KEYRING")
         if key_vault_url:
@@ -98,15 +142,6 @@ class Settings:
         webjobs = _storage(env, "AzureWebJobsStorage")
         own = env.get("TOKENVAULT_STORAGE")
         return cls(
-            client_id=client_id,
-            credential_kind=kind,
-            client_secret=secret,
-            client_certificate_path=cert,
-            managed_identity_client_id=mi_client,
-            authority_host=_https_url("TOKENVAULT_AUTHORITY_HOST",
-                                      env.get("TOKENVAULT_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST),
-            allowed_tenants=_guid_set("TOKENVAULT_ALLOWED_TENANTS", env.get("TOKENVAULT_ALLOWED_TENANTS")),
-            redeem_callers=_guid_set("TOKENVAULT_REDEEM_CALLERS", env.get("TOKENVAULT_REDEEM_CALLERS")),
             key_vault_url=key_vault_url.rstrip("/") if key_vault_url else None,
             local_keyring=None if key_vault_url else Path(keyring),
             key_cache_ttl=_int("TOKENVAULT_KEY_CACHE_TTL", env.get("TOKENVAULT_KEY_CACHE_TTL"),
@@ -114,10 +149,6 @@ class Settings:
             storage=_connection_string("TOKENVAULT_STORAGE", own) if own else webjobs,
             queue_storage=webjobs,
             table=_table("TOKENVAULT_TABLE", env.get("TOKENVAULT_TABLE") or "tokens"),
-            refresh_schedule=_ncrontab("TOKENVAULT_REFRESH_SCHEDULE",
-                                       env.get("TOKENVAULT_REFRESH_SCHEDULE") or DEFAULT_REFRESH_SCHEDULE),
-            refresh_after=_duration("TOKENVAULT_REFRESH_AFTER", env.get("TOKENVAULT_REFRESH_AFTER"),
-                                    DEFAULT_REFRESH_AFTER),
             in_azure=in_azure,
         )
 
