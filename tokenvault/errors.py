@@ -21,6 +21,8 @@ so the core and the HTTP layer only ever see this tree::
     ├── TenantKeyInvalid             tenant_key_invalid       500  internal: answered as `internal`
     ├── CiphertextInvalid            ciphertext_invalid       500  internal: answered as `internal`
     ├── SettingError                 setting_invalid          500  internal: answered as `internal`
+    ├── KeyExists                    key_exists               409  internal: ops key admin only
+    ├── KeyDeleted                   key_deleted              409  internal: ops key admin only
     └── InternalError                internal                 500
 
 Errors marked internal are logged under their own code but never shown as such: a caller
@@ -45,6 +47,8 @@ __all__ = [
     "TenantKeyInvalid",
     "CiphertextInvalid",
     "SettingError",
+    "KeyExists",
+    "KeyDeleted",
     "InternalError",
     "PUBLIC_CODES",
 ]
@@ -181,6 +185,22 @@ class SettingError(VaultError):
     def __init__(self, name: str, problem: str) -> None:
         super().__init__(f"setting {name}: {problem}")
         self.name = name
+
+
+class KeyExists(VaultError):
+    """Ops asked to create a tenant key that exists (or to recover or purge one not deleted)."""
+
+    code, status = "key_exists", 409
+    default_message = "The tenant already has a key."
+    public = False
+
+
+class KeyDeleted(VaultError):
+    """The tenant's key is soft-deleted: its name is reserved until recovered or purged."""
+
+    code, status = "key_deleted", 409
+    default_message = "The tenant's key is soft-deleted: recover it, or purge it, first."
+    public = False
 
 
 class InternalError(VaultError):
