@@ -14,8 +14,10 @@ from tests.support.azurite import Azurite
 from tests.support.https import TestCA
 
 pytest_plugins = [
+    "tests.support.leaks",
     "tests.support.keyvault_fixtures",
     "tests.support.entra_fixtures",
+    "tests.support.storage_fixtures",
 ]
 
 

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 
+from tests.support.leaks import remember
 from tokenvault.errors import (
     NotFound,
     OfflineAccessMissing,
@@ -57,7 +58,9 @@ class FakeKeys(Keys):
         return self.rotate(tenant_id)
 
     def rotate(self, tenant_id: str) -> TenantKey:
-        key = TenantKey(tenant_id, secrets.token_hex(16), Sensitive(os.urandom(32)),
+        material = os.urandom(32)
+        remember(material)
+        key = TenantKey(tenant_id, secrets.token_hex(16), Sensitive(material),
                         T0 + timedelta(seconds=next(self._created)))
         self.versions.setdefault(tenant_id, []).append(key)
         return key
@@ -174,11 +177,13 @@ class FakeIdentityProvider(IdentityProvider):
 
     def issue_refresh_token(self, key: RecordKey) -> Sensitive[str]:
         token = "rt-" + secrets.token_urlsafe(24)
+        remember(token)
         self.live[token] = key
         return Sensitive(token)
 
     def _grant(self, key: RecordKey, scopes: Sequence[str], refresh: bool) -> TokenGrant:
         access = "at-" + secrets.token_urlsafe(24)
+        remember(access)
         self.issued_access.append(access)
         return TokenGrant(
             access_token=Sensitive(access),
