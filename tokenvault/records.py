@@ -1,0 +1,252 @@
+"""The record store on Azure Table Storage: one entity per (tenant, user), every write
+conditional on the ETag it was read with.
+
+The entity layout (DESIGN.md "Record") lives in ``table_entity``. Ids are checked as lower-case
+GUIDs here again, although ``RecordKey`` and ``TokenRecord`` already check them, because this is
+where an id becomes a table key or a filter value: nothing else may reach either. Azure
+exceptions become ``VaultError``s in one place, ``_translate``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from itertools import islice
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+
+from .errors import InternalError, NotFound, RecordConflict, UpstreamUnavailable, VaultError
+from .model import RecordKey, TokenRecord, valid_id
+from .ports import Page, Records
+from .table_entity import decode_continuation, encode_continuation, ids, to_entity, to_record, to_summary
+
+__all__ = ["TableRecords", "CLIENT_OPTIONS"]
+
+log = logging.getLogger(__name__)
+
+#: Client options for the redeem hot path. The SDK's defaults (10 retries, exponential backoff
+#: up to 2 minutes, 300 s timeouts) would hold a user's request for minutes while storage is
+#: down; failing within seconds lets the caller see 503 + Retry-After and retry on its own.
+#: (azure-core still sleeps for a Retry-After the service sends; Table Storage rarely does.)
+CLIENT_OPTIONS = {
+    "retry_total": 2,
+    "retry_backoff_factor": 0.25,
+    "retry_backoff_max": 2,
+    "connection_timeout": 3,
+    "read_timeout": 5,
+}
+#: What the sweep reads of a record: never the ciphertext.
+PROJECTION = ("PartitionKey", "RowKey", "KeyVersion", "RefreshedAt", "Status")
+_BY_TENANT = "PartitionKey eq @tenant"
+_BATCH = 100  # the service's limit of operations in one transaction
+_DEFAULT_RETRY_AFTER = 2
+_WRITE_ROLE = "Storage Table Data Contributor"
+
+
+class TableRecords(Records):
+    """``Records`` over one table. Build it once per process: the client pools connections."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+
+    @classmethod
+    def from_connection_string(cls, conn: str, table_name: str, **options) -> "TableRecords":
+        """``options`` override ``CLIENT_OPTIONS`` (and may add any azure-core client option)."""
+        return cls(TableClient.from_connection_string(conn, table_name, **{**CLIENT_OPTIONS, **options}))
+
+    @classmethod
+    def from_endpoint(cls, endpoint: str, table_name: str, credential, **options) -> "TableRecords":
+        """Identity-based access: ``credential`` is an azure-identity credential."""
+        return cls(TableClient(endpoint, table_name, credential=credential, **{**CLIENT_OPTIONS, **options}))
+
+    def __repr__(self) -> str:
+        return f"TableRecords(table={self._table.table_name!r})"
+
+    def close(self) -> None:
+        self._table.close()
+
+    def ensure_table(self) -> None:
+        """Create the table if it is missing (deployment and local runs; not per call).
+        Needs Storage Table Data Contributor."""
+        with _translated():
+            try:
+                self._table.create_table()
+            except ResourceExistsError:
+                pass
+
+    # --- the port ------------------------------------------------------------------------
+
+    def get(self, key: RecordKey) -> TokenRecord:
+        """Point read. Needs Storage Table Data Reader (or Contributor)."""
+        tenant, user = ids(key)
+        with _translated():
+            entity = self._table.get_entity(tenant, user)
+        return to_record(entity)
+
+    def create(self, record: TokenRecord) -> TokenRecord:
+        """Insert; ``RecordConflict`` if the row exists. Needs Storage Table Data Contributor."""
+        entity = to_entity(record)
+        with _translated():
+            written = self._table.create_entity(entity)
+        return record.evolve(etag=written["etag"])
+
+    def update(self, record: TokenRecord) -> TokenRecord:
+        """Replace the row if its ETag is still ``record.etag``. A PUT with ``If-Match`` never
+        inserts, so a deleted row stays deleted (``NotFound``). Needs Storage Table Data
+        Contributor."""
+        if not record.etag:
+            raise ValueError("update needs the ETag the record was read with")
+        entity = to_entity(record)
+        with _translated():
+            written = self._table.update_entity(entity, mode=UpdateMode.REPLACE, etag=record.etag,
+                                                match_condition=MatchConditions.IfNotModified)
+        return record.evolve(etag=written["etag"])
+
+    def delete(self, key: RecordKey, etag: str | None = None) -> None:
+        """Delete the row (only that version of it when ``etag`` is given). Needs Storage Table
+        Data Contributor."""
+        tenant, user = ids(key)
+        # The SDK swallows a 404 on delete; the port reports it, so look at the status.
+        statuses: list[int] = []
+        condition = MatchConditions.IfNotModified if etag else MatchConditions.Unconditionally
+        with _translated():
+            self._table.delete_entity(
+                tenant, user, etag=etag, match_condition=condition,
+                raw_response_hook=lambda response: statuses.append(response.http_response.status_code))
+        if statuses and statuses[-1] == 404:
+            raise NotFound()
+
+    def scan(self, tenant_id: str | None = None, *, page_size: int = 1000,
+             continuation: str | None = None) -> Page:
+        """One service page of the projection ``PROJECTION``. A page may hold fewer than
+        ``page_size`` rows (even none) and still have a continuation. Needs Storage Table Data
+        Reader."""
+        if not 1 <= page_size <= 1000:
+            raise ValueError("page_size must be between 1 and 1000 (the service's page limit)")
+        resume = decode_continuation(continuation) if continuation is not None else None
+        pager = self._query(tenant_id, PROJECTION, page_size)
+        with _translated():
+            pages = pager.by_page(continuation_token=resume)
+            entities = list(next(pages, ()))
+        items = [summary for summary in map(to_summary, entities) if summary is not None]
+        token = pages.continuation_token
+        return Page(items, encode_continuation(token) if token else None)
+
+    def tenant_has_records(self, tenant_id: str) -> bool:
+        """A query for at most one row key of the tenant. Needs Storage Table Data Reader."""
+        pager = self._query(valid_id(tenant_id, "tenant_id"), ("RowKey",), 1)
+        with _translated():
+            return next(iter(pager), None) is not None
+
+    # --- ops -----------------------------------------------------------------------------
+
+    def delete_tenant(self, tenant_id: str) -> int:
+        """Delete every record of the tenant; return how many this call deleted. Safe to repeat
+        and to run beside other writers. Needs Storage Table Data Contributor."""
+        tenant = valid_id(tenant_id, "tenant_id")
+        deleted = 0
+        while True:
+            # Re-query from the start each round: the rows just deleted are gone from it, and
+            # no continuation has to survive deletes.
+            with _translated():
+                users = [e["RowKey"] for e in islice(self._query(tenant, ("RowKey",), 1000), 1000)]
+            if not users:
+                return deleted
+            for start in range(0, len(users), _BATCH):
+                deleted += self._delete_batch(tenant, users[start:start + _BATCH])
+
+    def count_by_key_version(self, tenant_id: str | None = None) -> dict[str, Counter[str]]:
+        """Records per tenant per key version, from a projection scan. Needs Storage Table Data
+        Reader."""
+        counts: dict[str, Counter[str]] = {}
+        with _translated():
+            for entity in self._query(tenant_id, ("PartitionKey", "KeyVersion"), 1000):
+                counts.setdefault(entity["PartitionKey"], Counter())[entity.get("KeyVersion", "")] += 1
+        return counts
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _query(self, tenant_id: str | None, select, page_size: int):
+        if tenant_id is None:
+            return self._table.list_entities(results_per_page=page_size, select=list(select))
+        return self._table.query_entities(
+            _BY_TENANT, parameters={"tenant": valid_id(tenant_id, "tenant_id")},
+            results_per_page=page_size, select=list(select))
+
+    def _delete_batch(self, tenant: str, users: list[str]) -> int:
+        try:
+            with _translated(passthrough=TableTransactionError):
+                self._table.submit_transaction(
+                    [("delete", {"PartitionKey": tenant, "RowKey": user}) for user in users])
+            return len(users)
+        except TableTransactionError as exc:
+            if exc.status_code != 404:
+                raise _translate(exc) from exc
+        # A row vanished meanwhile and failed the whole transaction: go one by one.
+        deleted = 0
+        for user in users:
+            try:
+                self.delete(RecordKey(tenant, user))
+                deleted += 1
+            except NotFound:
+                pass
+        return deleted
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+@contextmanager
+def _translated(passthrough: type[Exception] | tuple = ()) -> Iterator[None]:
+    try:
+        yield
+    except passthrough:
+        raise
+    except AzureError as exc:
+        raise _translate(exc) from exc
+
+
+def _translate(exc: AzureError) -> VaultError:
+    """The one mapping of Azure exceptions to ``VaultError`` for table storage."""
+    status = getattr(exc, "status_code", None)
+    code = getattr(exc, "error_code", None) or _header(exc, "x-ms-error-code") or ""
+    code = str(getattr(code, "value", code))
+    if code == "TableNotFound":
+        log.error("storage table is missing: deploy it or run ensure_table",
+                  extra={"code": "table_missing"})
+        return InternalError()
+    if isinstance(exc, ResourceNotFoundError) or status == 404:
+        return NotFound()
+    if isinstance(exc, (ResourceModifiedError, ResourceExistsError)) or status in (409, 412):
+        return RecordConflict()
+    if status in (401, 403):
+        log.error("storage refused the request (HTTP %s): the app's identity needs the %s role "
+                  "on the storage account", status, _WRITE_ROLE, extra={"code": "storage_forbidden"})
+        return InternalError()
+    if status is None or status in (408, 429) or status >= 500:
+        # No status: the request never got an answer (refused, reset, timed out).
+        retry_after = _retry_after(exc)
+        return UpstreamUnavailable(retry_after=retry_after, upstream="storage")
+    log.error("storage rejected the request (HTTP %s, %s)", status, code or "no code",
+              extra={"code": "storage_rejected"})
+    return InternalError()
+
+
+def _header(exc: AzureError, name: str) -> str | None:
+    response = getattr(exc, "response", None)
+    return response.headers.get(name) if response is not None else None
+
+
+def _retry_after(exc: AzureError) -> int:
+    try:
+        return max(1, int(float(_header(exc, "Retry-After") or "")))
+    except ValueError:
+        return _DEFAULT_RETRY_AFTER
