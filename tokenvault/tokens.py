@@ -1,0 +1,324 @@
+"""Caller-token validation: a bearer JWT from Entra ID becomes a ``Caller``, or ``InvalidToken``.
+
+The checks, cheapest first, so a forged token costs us as little as possible and never makes
+us fetch anything it chose:
+
+1. ``Authorization: Bearer <three base64url segments>``, at most 16 KiB.
+2. Header ``alg`` is RS256 (never ``none``, HS*, or anything the token picks) and ``kid`` is
+   set. ``jku``, ``x5u``, ``jwk`` and ``x5c`` are ignored: keys come only from our authority.
+3. ``tid`` is a lower-case GUID and, when ``allowed_tenants`` is set, one of them — before any
+   network call.
+4. The signing key is the tenant's JWKS key with that ``kid``
+   (``{authority_host}/{tid}/discovery/v2.0/keys``), cached per tenant. An unknown ``kid``
+   refetches at most once per ``refetch_interval`` per tenant, and all tenants together
+   fetch at most ``max_fetches_per_interval`` times per interval, however many forged tokens
+   arrive.
+5. Signature, issuer ``{authority_host}/{tid}/v2.0`` (plus the v1 ``sts.windows.net`` issuer
+   for the public cloud only), audience ``client_id`` or ``api://client_id``, ``exp``/``nbf``
+   against the injected clock with at most five minutes of leeway.
+6. Delegated or app: a user token has ``scp`` (and ``idtyp`` is not ``app``) and an ``oid``;
+   an app token has ``idtyp: app`` or roles without ``scp``, and its app id in ``azp`` (v2) or
+   ``appid`` (v1).
+
+Every failure is one ``InvalidToken`` without detail; the reason goes to the log as a short
+code, never with the token.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import jwt
+import requests
+
+from .errors import InvalidToken, UpstreamUnavailable
+from .model import Caller, CallerKind, is_valid_id
+from .sensitive import Sensitive
+from .singleflight import SingleFlight
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = ["TokenValidator", "PUBLIC_CLOUD"]
+
+log = logging.getLogger("tokenvault.tokens")
+
+PUBLIC_CLOUD = "https://login.microsoftonline.com"
+MAX_TOKEN_LENGTH = 16 * 1024
+MAX_LEEWAY = 300.0
+_ALGORITHM = "RS256"
+# Headers that would make a JOSE library do something other than verify one compact JWS
+# with the key we chose.
+_REFUSED_HEADERS = ("crit", "b64", "zip", "enc")
+# After a fetch that failed for a passing reason, the tenant may try again this soon rather
+# than wait out the whole refetch interval.
+_RETRY_AFTER_FAILURE = 10.0
+# A key Entra withdraws (an emergency roll) must stop verifying: cached keys are re-read
+# this often even when every kid is known.
+_MAX_KEY_AGE = 24 * 3600.0
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class TokenValidator:
+    """The ``Authenticate`` callable of ``tokenvault.http``: raw Authorization header → Caller.
+
+    Fetching JWKS needs no role: the keys document is public.
+    """
+
+    def __init__(self, *, client_id: str, authority_host: str,
+                 allowed_tenants: frozenset[str] = frozenset(),
+                 session: requests.Session | None = None,
+                 clock: Callable[[], float] = time.time, refetch_interval: float = 300,
+                 leeway: float = MAX_LEEWAY, max_fetches_per_interval: int = 100,
+                 max_tenants: int = 1000, timeout: float = 5) -> None:
+        if not 0 <= leeway <= MAX_LEEWAY:
+            raise ValueError("leeway must be between 0 and 300 seconds")
+        self._client_id = client_id
+        self._audiences = (client_id, f"api://{client_id}")
+        self._host = authority_host.rstrip("/")
+        self._allowed = allowed_tenants
+        self._clock = clock
+        self._leeway = leeway
+        self._keys = _JwksCache(self._host, session or requests.Session(), clock=clock,
+                                refetch_interval=refetch_interval,
+                                max_fetches=max_fetches_per_interval, max_tenants=max_tenants,
+                                timeout=timeout)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings",
+                      session: requests.Session | None = None) -> "TokenValidator":
+        return cls(client_id=settings.client_id, authority_host=settings.authority_host,
+                   allowed_tenants=settings.allowed_tenants, session=session)
+
+    def __call__(self, authorization: str | None) -> Caller:
+        """Validate the bearer token of an ``Authorization`` header.
+
+        :raises InvalidToken: for every kind of bad token, without saying which.
+        :raises UpstreamUnavailable: the tenant's keys could not be fetched (Entra down).
+        """
+        try:
+            return self._validate(authorization)
+        except _Rejected as rejected:
+            log.info("bearer token rejected: %s", rejected.reason)
+            raise InvalidToken() from None
+
+    def _validate(self, authorization: str | None) -> Caller:
+        token = _bearer(authorization)
+        try:
+            header = jwt.get_unverified_header(token)
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise _Rejected("malformed") from None
+        if header.get("alg") != _ALGORITHM:
+            raise _Rejected("algorithm")
+        if any(name in header for name in _REFUSED_HEADERS):
+            raise _Rejected("header")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise _Rejected("kid_missing")
+        tenant = unverified.get("tid")
+        if not is_valid_id(tenant):
+            raise _Rejected("tenant_invalid")
+        if self._allowed and tenant not in self._allowed:
+            raise _Rejected("tenant_not_allowed")
+        key = self._keys.key(tenant, kid)
+        claims = self._verify(token, key, tenant)
+        return _caller(claims, token)
+
+    def _verify(self, token: str, key: jwt.PyJWK, tenant: str) -> dict:
+        try:
+            claims = jwt.decode(
+                token, key, algorithms=[_ALGORITHM], audience=self._audiences,
+                issuer=self._issuers(tenant),
+                # Time is checked below against our clock; PyJWT only reads the system's.
+                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
+                         "require": ["exp", "iss", "aud", "tid"]})
+        except jwt.InvalidSignatureError:
+            raise _Rejected("signature") from None
+        except jwt.InvalidAudienceError:
+            raise _Rejected("audience") from None
+        except jwt.InvalidIssuerError:
+            raise _Rejected("issuer") from None
+        except jwt.MissingRequiredClaimError:
+            raise _Rejected("claim_missing") from None
+        except jwt.PyJWTError:
+            raise _Rejected("malformed") from None
+        if claims["tid"] != tenant:
+            raise _Rejected("tenant_invalid")
+        now = self._clock()
+        expires, not_before = claims["exp"], claims.get("nbf", 0)
+        if not isinstance(expires, int | float) or not isinstance(not_before, int | float):
+            raise _Rejected("malformed")
+        if now > expires + self._leeway:
+            raise _Rejected("expired")
+        if now + self._leeway < not_before:
+            raise _Rejected("not_yet_valid")
+        return claims
+
+    def _issuers(self, tenant: str) -> tuple[str, ...]:
+        issuers = (f"{self._host}/{tenant}/v2.0",)
+        if self._host == PUBLIC_CLOUD:
+            # v1 tokens (an API whose manifest asks for them) carry the v1 issuer; it is
+            # Microsoft's, so it is accepted only when we trust Microsoft's public cloud.
+            issuers += (f"https://sts.windows.net/{tenant}/",)
+        return issuers
+
+
+def _bearer(authorization: str | None) -> str:
+    if not authorization:
+        raise _Rejected("missing")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise _Rejected("scheme")
+    token = token.strip()
+    if not token or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        raise _Rejected("malformed")
+    return token
+
+
+def _caller(claims: dict, token: str) -> Caller:
+    tenant = claims["tid"]
+    scp, roles = claims.get("scp"), claims.get("roles") or []
+    if (scp is not None and not isinstance(scp, str)) or not isinstance(roles, list) \
+            or not all(isinstance(role, str) for role in roles):
+        raise _Rejected("malformed")
+    app_id = claims.get("azp") if claims.get("ver") == "2.0" else claims.get("appid")
+    app_id = app_id.lower() if isinstance(app_id, str) else None
+    if claims.get("idtyp") == "app" or (roles and not scp):
+        if not is_valid_id(app_id):
+            raise _Rejected("app_id")
+        return Caller(kind=CallerKind.APP, tenant_id=tenant, app_id=app_id,
+                      roles=frozenset(roles))
+    if not scp:
+        raise _Rejected("kind")
+    oid = claims.get("oid")
+    if not is_valid_id(oid):
+        raise _Rejected("oid")
+    return Caller(kind=CallerKind.USER, tenant_id=tenant, object_id=oid,
+                  app_id=app_id if is_valid_id(app_id) else None, roles=frozenset(roles),
+                  scopes=frozenset(scp.split()), assertion=Sensitive(token))
+
+
+class _TenantKeys:
+    __slots__ = ("keys", "fetched_at", "next_fetch")
+
+    def __init__(self) -> None:
+        self.keys: dict[str, jwt.PyJWK] = {}
+        self.fetched_at = float("-inf")
+        self.next_fetch = float("-inf")
+
+
+class _JwksCache:
+    """Signing keys per tenant, fetched on first use and on an unknown ``kid``, within bounds."""
+
+    def __init__(self, host: str, session: requests.Session, *, clock: Callable[[], float],
+                 refetch_interval: float, max_fetches: int, max_tenants: int,
+                 timeout: float) -> None:
+        self._host = host
+        self._session = session
+        self._clock = clock
+        self._interval = refetch_interval
+        self._max_fetches = max_fetches
+        self._max_tenants = max_tenants
+        self._timeout = timeout
+        self._tenants: OrderedDict[str, _TenantKeys] = OrderedDict()
+        self._recent: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._flight: SingleFlight[_TenantKeys] = SingleFlight()
+
+    def key(self, tenant: str, kid: str) -> jwt.PyJWK:
+        now = self._clock()
+        with self._lock:
+            cached = self._tenants.get(tenant)
+            if cached is not None:
+                self._tenants.move_to_end(tenant)
+                if kid in cached.keys and now - cached.fetched_at < _MAX_KEY_AGE:
+                    return cached.keys[kid]
+        try:
+            # Concurrent requests for one tenant share one fetch.
+            entry = self._flight.do(tenant, lambda: self._refetch(tenant, kid, now))
+        except UpstreamUnavailable:
+            if cached is not None and kid in cached.keys:
+                return cached.keys[kid]  # stale but known: Entra being down is no reason to refuse
+            raise
+        if kid not in entry.keys:
+            raise _Rejected("kid_unknown")
+        return entry.keys[kid]
+
+    def _refetch(self, tenant: str, kid: str, now: float) -> _TenantKeys:
+        with self._lock:
+            entry = self._tenants.get(tenant)
+            if entry is not None and now - entry.fetched_at < _MAX_KEY_AGE and kid in entry.keys:
+                return entry  # fetched by someone else meanwhile
+            if entry is not None and now < entry.next_fetch:
+                return entry
+            while self._recent and self._recent[0] <= now - self._interval:
+                self._recent.popleft()
+            if len(self._recent) >= self._max_fetches:
+                if entry is not None:
+                    return entry
+                raise _Rejected("jwks_budget")
+            self._recent.append(now)
+            if entry is None:
+                entry = self._tenants[tenant] = _TenantKeys()
+                while len(self._tenants) > self._max_tenants:
+                    self._tenants.popitem(last=False)
+            # A tenant's first fetch leaves its one refetch of the interval available, so a
+            # key rolled just after we first looked is picked up at once.
+            first = entry.fetched_at == float("-inf")
+            entry.next_fetch = now if first else now + self._interval
+        try:
+            keys = self._fetch(tenant)
+        except UpstreamUnavailable:
+            with self._lock:
+                entry.next_fetch = now + min(self._interval, _RETRY_AFTER_FAILURE)
+            raise
+        with self._lock:
+            entry.keys, entry.fetched_at = keys, now
+        log.info("fetched signing keys of tenant %s (%d keys)", tenant, len(keys))
+        return entry
+
+    def _fetch(self, tenant: str) -> dict[str, jwt.PyJWK]:
+        url = f"{self._host}/{tenant}/discovery/v2.0/keys"
+        try:
+            response = self._session.get(url, timeout=self._timeout)
+        except requests.RequestException as exc:
+            log.warning("signing keys of tenant %s unreachable: %s", tenant, type(exc).__name__)
+            raise UpstreamUnavailable(upstream="identity_provider") from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            log.warning("signing keys of tenant %s: HTTP %d", tenant, response.status_code)
+            raise UpstreamUnavailable(retry_after=_retry_after(response),
+                                      upstream="identity_provider")
+        try:
+            document = response.json() if response.status_code == 200 else {}
+            entries = document.get("keys", [])
+        except (ValueError, AttributeError):
+            entries = []
+        keys: dict[str, jwt.PyJWK] = {}
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict) or entry.get("use", "sig") != "sig" \
+                    or entry.get("kty") != "RSA" or not isinstance(entry.get("kid"), str):
+                continue
+            try:
+                # The algorithm is ours, never the document's or the token's.
+                keys[entry["kid"]] = jwt.PyJWK(entry, algorithm=_ALGORITHM)
+            except jwt.PyJWTError:
+                continue
+        return keys
+
+
+def _retry_after(response: requests.Response) -> int:
+    try:
+        return int(response.headers.get("Retry-After", "5"))
+    except ValueError:
+        return 5
