@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.support.leaks",
     "tests.support.keyvault_fixtures",
     "tests.support.entra_fixtures",
+    "tests.support.stack_fixtures",
     "tests.support.storage_fixtures",
 ]
 
@@ -30,8 +31,9 @@ def ca(tmp_path_factory) -> TestCA:
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory) -> Azurite:
     """One Azurite for the whole session, in a temp folder, on free ports."""
-    with Azurite(tmp_path_factory.mktemp("azurite")) as storage:
-        yield storage
+    storage = Azurite(tmp_path_factory.mktemp("azurite")).start()
+    yield storage
+    storage.stop(grace=1)
 
 
 @pytest.fixture

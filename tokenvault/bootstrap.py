@@ -25,7 +25,7 @@ from .errors import SettingError
 
 if TYPE_CHECKING:  # the heavy imports stay out of function_app's import time
     from .http import Api
-    from .ports import Keys, Records
+    from .ports import Clock, Keys, Records
     from .settings import Settings
     from .sweep import SweepHandler
     from .vault import Vault
@@ -48,12 +48,13 @@ class App:
 
 
 def compose(settings: "Settings", *, credential: Any = None, session: Any = None,
-            key_vault_options: dict | None = None) -> App:
+            key_vault_options: dict | None = None, clock: "Clock | None" = None) -> App:
     """Build the app from settings with the real adapters.
 
     ``credential`` reaches Key Vault and identity-based storage (default: a managed identity
     in Azure, ``DefaultAzureCredential`` elsewhere); ``session`` is the ``requests`` session
-    msal and the JWKS fetches use; ``key_vault_options`` go to ``SecretClient``.
+    msal and the JWKS fetches use; ``key_vault_options`` go to ``KeyVaultKeys`` (and from there
+    to ``SecretClient``); ``clock`` is the vault's and the sweep's time (tests pin it).
     """
     from .access_cache import AccessTokenCache
     from .entra import EntraIdentityProvider
@@ -91,7 +92,7 @@ def compose(settings: "Settings", *, credential: Any = None, session: Any = None
                                            settings.refresh_queue, credential)
     queue.ensure_queue()
 
-    clock = SystemClock()
+    clock = clock or SystemClock()
     vault = Vault(client_id=settings.client_id, keys=keys, records=records,
                   identity=EntraIdentityProvider.from_settings(settings, session=session),
                   clock=clock, access_tokens=AccessTokenCache())

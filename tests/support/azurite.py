@@ -85,12 +85,15 @@ class Azurite:
             time.sleep(0.05)
         return self
 
-    def stop(self) -> None:
+    def stop(self, *, grace: float = 10) -> None:
+        """Stop Azurite, killing it if it has not exited after ``grace`` seconds."""
         if self._process is None:
             return
         try:
+            # Azurite waits for clients' idle keep-alive connections to close before it exits
+            # (10 s and more); tests, which throw its data away, give it a short grace.
             os.killpg(self._process.pid, signal.SIGTERM)
-            self._process.wait(timeout=10)
+            self._process.wait(timeout=grace)
         except ProcessLookupError:
             pass
         except subprocess.TimeoutExpired:
