@@ -38,3 +38,21 @@ ensure_node() {
     write_stamp "$ROOT/node_modules/.lock.sha256" "$ROOT/package-lock.json"
   fi
 }
+
+CHECKOV_VENV="$ROOT/.venv-checkov"
+CHECKOV="$CHECKOV_VENV/bin/checkov"
+
+ensure_checkov() { # checkov gets a venv of its own: its dependency pins clash with the app's
+  local reqs=("$ROOT/requirements-checkov.txt")
+  if [ ! -x "$CHECKOV_VENV/bin/python" ]; then
+    say "creating $CHECKOV_VENV"
+    local base
+    base=$(command -v python3.11 || command -v python3)
+    "$base" -m venv "$CHECKOV_VENV"
+  fi
+  if ! stamp_ok "$CHECKOV_VENV/.requirements.sha256" "${reqs[@]}"; then
+    say "installing checkov"
+    "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "${reqs[0]}"
+    write_stamp "$CHECKOV_VENV/.requirements.sha256" "${reqs[@]}"
+  fi
+}
