@@ -220,7 +220,9 @@ class TokenEndpoint:
         for certificate in client.certificates:
             sha256 = base64.urlsafe_b64encode(certificate.fingerprint(hashes.SHA256())).rstrip(b"=")
             sha1 = base64.urlsafe_b64encode(certificate.fingerprint(hashes.SHA1())).rstrip(b"=")
-            if header.get("x5t#S256", "").encode() == sha256 or header.get("x5t", "").encode() == sha1:
+            # msal pads the base64url thumbprint; JWS says not to: accept both.
+            if str(header.get("x5t#S256", "")).rstrip("=").encode() == sha256 \
+                    or str(header.get("x5t", "")).rstrip("=").encode() == sha1:
                 return certificate.public_key()
         raise jwt.InvalidTokenError("no such certificate")
 
