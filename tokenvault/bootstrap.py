@@ -45,6 +45,7 @@ class App:
     sweep: "SweepHandler"
     keys: "Keys"
     records: "Records"
+    clock: "Clock"
 
 
 def compose(settings: "Settings", *, credential: Any = None, session: Any = None,
@@ -101,7 +102,7 @@ def compose(settings: "Settings", *, credential: Any = None, session: Any = None
     planner = Planner(records=records, keys=keys, queue=queue, clock=clock,
                       refresh_after=settings.refresh_after)
     worker = Worker(vault=vault, queue=queue, clock=clock, refresh_after=settings.refresh_after)
-    return App(settings=settings, vault=vault, api=api, keys=keys, records=records,
+    return App(settings=settings, vault=vault, api=api, keys=keys, records=records, clock=clock,
                sweep=SweepHandler(planner=planner, worker=worker))
 
 

@@ -186,12 +186,11 @@ def records_purge(ctx: Context, args) -> dict:
 # --- sweep ------------------------------------------------------------------------------
 
 def sweep(ctx: Context, args) -> dict:
-    from .ports import SystemClock
     from .sweep import MemoryQueue, Planner, Worker, run_in_process
 
     app = ctx.app()
     queue = MemoryQueue()
-    clock = SystemClock()
+    clock = app.clock
     # In-process there is no function timeout to stay within: plan in one go.
     planner = Planner(records=app.records, keys=app.keys, queue=queue, clock=clock,
                       refresh_after=app.settings.refresh_after, time_budget=timedelta(days=1))
