@@ -49,13 +49,16 @@ class App:
 
 
 def compose(settings: "Settings", *, credential: Any = None, session: Any = None,
-            key_vault_options: dict | None = None, clock: "Clock | None" = None) -> App:
+            key_vault_options: dict | None = None, storage_options: dict | None = None,
+            clock: "Clock | None" = None) -> App:
     """Build the app from settings with the real adapters.
 
     ``credential`` reaches Key Vault and identity-based storage (default: a managed identity
     in Azure, ``DefaultAzureCredential`` elsewhere); ``session`` is the ``requests`` session
     msal and the JWKS fetches use; ``key_vault_options`` go to ``KeyVaultKeys`` (and from there
-    to ``SecretClient``); ``clock`` is the vault's and the sweep's time (tests pin it).
+    to ``SecretClient``); ``storage_options`` go to the table and queue clients (azure-core
+    client options: retries, timeouts, request hooks); ``clock`` is the vault's and the
+    sweep's time (tests pin it).
     """
     from .access_cache import AccessTokenCache
     from .entra import EntraIdentityProvider
@@ -78,19 +81,21 @@ def compose(settings: "Settings", *, credential: Any = None, session: Any = None
     else:
         keys = LocalKeyring(settings.local_keyring, ttl=settings.key_cache_ttl,
                             in_azure=settings.in_azure)
+    storage_options = storage_options or {}
     if settings.storage.connection_string is not None:
         records = TableRecords.from_connection_string(
-            settings.storage.connection_string.reveal(), settings.table)
+            settings.storage.connection_string.reveal(), settings.table, **storage_options)
     else:
         records = TableRecords.from_endpoint(settings.storage.table_endpoint, settings.table,
-                                             credential)
+                                             credential, **storage_options)
     records.ensure_table()
     if settings.queue_storage.connection_string is not None:
         queue = StorageQueue.from_connection_string(
-            settings.queue_storage.connection_string.reveal(), settings.refresh_queue)
+            settings.queue_storage.connection_string.reveal(), settings.refresh_queue,
+            **storage_options)
     else:
         queue = StorageQueue.from_endpoint(settings.queue_storage.queue_endpoint,
-                                           settings.refresh_queue, credential)
+                                           settings.refresh_queue, credential, **storage_options)
     queue.ensure_queue()
 
     clock = clock or SystemClock()
