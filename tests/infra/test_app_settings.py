@@ -1,0 +1,159 @@
+"""The Function App's settings in the templates: every setting of DESIGN.md is wired (or kept
+out of Azure on purpose), the app's own settings code accepts them, and no template, parameter
+file or pipeline holds a secret."""
+
+import json
+import re
+
+import pytest
+
+from tests.infra.templates import INFRA, ROOT, arm, arm_only, bicep_object, bicep_params, bicep_text
+from tokenvault.settings import CredentialKind, Settings
+
+APP_SETTINGS = "Microsoft.Web/sites/config"
+UAMI_CLIENT_ID = "11111111-2222-3333-4444-555555555555"
+CLIENT_ID = "99999999-8888-7777-6666-555555555555"
+# Settings of local.settings.sample.json (DESIGN.md "Settings") that Azure must NOT get, and why.
+NOT_IN_AZURE = {
+    "TOKENVAULT_CLIENT_SECRET": "a stored secret: Azure uses the managed identity as federated credential",
+    "TOKENVAULT_CLIENT_CERTIFICATE_PATH": "same: no certificate to store either",
+    "TOKENVAULT_LOCAL_KEYRING": "local runs only; refused in Azure",
+    "TOKENVAULT_STORAGE": "unset, so the records use the identity-based AzureWebJobsStorage",
+}
+
+
+def bicep_app_settings() -> dict[str, str]:
+    wired = bicep_object(bicep_text(INFRA / "main.bicep"), "tokenVaultSettings:")
+    return {**wired, **bicep_object(bicep_text(INFRA / "app" / "api.bicep"),
+                                    "union(tokenVaultSettings,")}
+
+
+def arm_app_settings() -> dict[str, str]:
+    return arm_only(APP_SETTINGS)["properties"]
+
+
+def design_settings() -> set[str]:
+    """DESIGN.md: local.settings.sample.json lists every setting."""
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
+    return {name for name in sample if name.startswith("TOKENVAULT_")}
+
+
+def test_bicep_and_arm_set_the_same_app_settings():
+    assert bicep_app_settings().keys() == arm_app_settings().keys()
+
+
+@pytest.mark.parametrize("settings", [bicep_app_settings, arm_app_settings], ids=["bicep", "arm"])
+def test_every_design_setting_is_wired_except_those_azure_must_not_have(settings):
+    names = settings().keys()
+    assert design_settings() - NOT_IN_AZURE.keys() <= names
+    assert not names & NOT_IN_AZURE.keys()
+
+
+@pytest.mark.parametrize("settings", [bicep_app_settings, arm_app_settings], ids=["bicep", "arm"])
+def test_storage_is_identity_based_and_flex_consumption_settings_are_left_out(settings):
+    values = settings()
+    assert {"AzureWebJobsStorage__accountName", "AzureWebJobsStorage__clientId"} <= values.keys()
+    assert values["AzureWebJobsStorage__credential"].strip("'") == "managedidentity"
+    # A connection string would hold an account key; Flex Consumption refuses the other two.
+    assert not values.keys() & {"AzureWebJobsStorage", "FUNCTIONS_WORKER_RUNTIME",
+                                "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE"}
+
+
+def test_the_client_authenticates_with_the_user_assigned_identity_in_both_templates():
+    bicep, template = bicep_app_settings(), arm_app_settings()
+    assert bicep["TOKENVAULT_CLIENT_ASSERTION"] == "'managed_identity'"
+    assert template["TOKENVAULT_CLIENT_ASSERTION"] == "managed_identity"
+    assert bicep["AZURE_CLIENT_ID"] == "identity.properties.clientId"
+    assert re.fullmatch(r"\[reference\(resourceId\('Microsoft\.ManagedIdentity/userAssignedIdentities',"
+                        r" variables\('identityName'\)\), '[\d-]+'\)\.clientId\]",
+                        template["AZURE_CLIENT_ID"])
+    assert "Authorization=AAD" in template["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
+
+
+def resolve(expression: str) -> str:
+    """What Azure would put in an ARM app setting, for a fixed example deployment."""
+    if not expression.startswith("["):
+        return expression
+    params = arm()["parameters"]
+    given = {"tokenVaultClientId": CLIENT_ID}
+
+    def param(name: str) -> str:
+        value = given.get(name, params[name].get("defaultValue"))
+        return ("https://login.microsoftonline.com/"
+                if value == "[environment().authentication.loginEndpoint]" else str(value))
+
+    known = [
+        (r"\[parameters\('(\w+)'\)\]", lambda m: param(m.group(1))),
+        (r"\[string\(parameters\('(\w+)'\)\)\]", lambda m: param(m.group(1))),
+        (r"\[variables\('storageAccountName'\)\]", lambda m: "sttvexample"),
+        (r"\[reference\(.*userAssignedIdentities.*\)\.clientId\]", lambda m: UAMI_CLIENT_ID),
+        (r"\[reference\(.*KeyVault/vaults.*\)\.vaultUri\]",
+         lambda m: "https://kv-tv-example.vault.azure.net/"),
+        (r"\[reference\(.*Insights/components.*\)\.ConnectionString\]",
+         lambda m: "InstrumentationKey=00000000-0000-0000-0000-000000000000"),
+        (r"\[format\('ClientId=\{0\};Authorization=AAD', .*clientId\)\]",
+         lambda m: f"ClientId={UAMI_CLIENT_ID};Authorization=AAD"),
+    ]
+    for pattern, value in known:
+        match = re.fullmatch(pattern, expression)
+        if match:
+            return value(match)
+    raise AssertionError(f"teach resolve() what Azure makes of {expression}")
+
+
+def test_the_app_accepts_the_settings_the_arm_template_deploys():
+    environ = {name: resolve(value) for name, value in arm_app_settings().items()}
+    environ["WEBSITE_INSTANCE_ID"] = "example-instance"  # what Azure adds: the app is in Azure
+    settings = Settings.from_environ(environ)
+    assert settings.client_id == CLIENT_ID
+    assert settings.credential_kind is CredentialKind.MANAGED_IDENTITY
+    assert settings.managed_identity_client_id == UAMI_CLIENT_ID
+    assert settings.key_vault_url == "https://kv-tv-example.vault.azure.net"
+    assert settings.storage.connection_string is None
+    assert settings.storage.table_endpoint == "https://sttvexample.table.core.windows.net"
+    assert settings.queue_storage.queue_endpoint == "https://sttvexample.queue.core.windows.net"
+    assert settings.storage.client_id == UAMI_CLIENT_ID
+    assert settings.authority_host == "https://login.microsoftonline.com"
+    assert (settings.table, settings.key_cache_ttl) == ("tokens", 300)
+
+
+# --- no secret anywhere -------------------------------------------------------------------
+
+DEPLOYABLE = sorted([*INFRA.rglob("*.bicep"), *INFRA.rglob("*.json"), *INFRA.rglob("*.yml"),
+                     *INFRA.rglob("*.sh"), *(ROOT / ".github" / "workflows").glob("*.yml"),
+                     *ROOT.glob("azure.yaml")])
+SECRET_SHAPES = [
+    r"AccountKey=", r"SharedAccessSignature=", r"[?&]sig=", r"-----BEGIN",
+    r"InstrumentationKey=[0-9a-f-]{36}",
+    r"\blist(Keys|Secrets|AccountSas|ServiceSas|Credentials?)\(",  # ARM functions that read secrets
+    r"TOKENVAULT_CLIENT_SECRET", r"client_secret", r"\$\{\{\s*secrets\.",
+]
+
+
+@pytest.mark.parametrize("path", DEPLOYABLE, ids=[str(p.relative_to(ROOT)) for p in DEPLOYABLE])
+def test_no_secret_value_or_secret_reading_function_in(path):
+    text = path.read_text(encoding="utf-8")
+    for shape in SECRET_SHAPES:
+        assert not re.search(shape, text, re.I), f"{shape} in {path.name}"
+
+
+SECRETISH_NAME = re.compile(r"secret|password|pwd|connection|sas|accountkey|apikey", re.I)
+
+
+def test_no_parameter_is_a_secret_or_defaults_to_one():
+    template = arm()["parameters"]
+    for name in bicep_params().keys() | template.keys():
+        assert not SECRETISH_NAME.search(name), name
+    for name, param in template.items():
+        assert param["type"] not in ("securestring", "secureObject"), name
+        default = param.get("defaultValue")
+        assert not (isinstance(default, str)
+                    and re.fullmatch(r"[A-Za-z0-9+/=_-]{20,}", default)), name
+
+
+def test_the_parameter_file_only_names_environment_variables():
+    values = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert values.keys() <= bicep_params().keys() & arm()["parameters"].keys()
+    for name, entry in values.items():
+        assert re.fullmatch(r"\$\{[A-Z_]+(=[^}]*)?\}", entry["value"]), name
+        assert not SECRETISH_NAME.search(entry["value"]), name
