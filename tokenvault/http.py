@@ -147,6 +147,9 @@ def dispatch(route: str, req: func.HttpRequest, api: Callable[[], Api]) -> func.
         log.exception("unexpected error", extra=_log_fields(request, "internal"))
         return problem(InternalError(), request.correlation_id)
     response.headers["X-Correlation-Id"] = request.correlation_id
+    # Successes are logged too, so every answer's correlation id can be found in the log.
+    log.info("request answered: %d", response.status_code,
+             extra={**_log_fields(request, "ok"), "status": response.status_code})
     return response
 
 
