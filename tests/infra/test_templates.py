@@ -227,3 +227,26 @@ def test_the_sweep_queue_its_poison_queue_and_the_table_are_created():
     assert arm()["variables"]["refreshQueueName"] == REFRESH_QUEUE
     assert sorted("{2}-poison'" in q for q in queues) == [False, True]
     assert arm_only(TABLE)["name"].endswith("parameters('tableName'))]")
+
+
+# --- the ARM template is well-formed --------------------------------------------------------
+
+def test_every_parameter_and_variable_the_arm_template_uses_is_declared():
+    template = arm()
+    text = json.dumps({k: template[k] for k in ("variables", "resources", "outputs")})
+    assert set(re.findall(r"parameters\('(\w+)'\)", text)) <= template["parameters"].keys()
+    assert set(re.findall(r"variables\('(\w+)'\)", text)) <= template["variables"].keys()
+
+
+def test_arm_resources_depend_on_every_resource_they_read():
+    # reference(resourceId(...)) implies no dependency in ARM: dependsOn must name it.
+    declared = {r["type"] for r in arm_resources()}
+    for r in arm_resources():
+        depends = " ".join(r.get("dependsOn", []))
+        read = set(re.findall(r"reference\(resourceId\('([^']+)'", json.dumps(r.get("properties", {}))))
+        for type_ in read & declared:
+            assert f"resourceId('{type_}'" in depends or any(
+                d.startswith(f"[resourceId('{type_}/") for d in r.get("dependsOn", [])), \
+                f"{r['type']} reads {type_} without depending on it"
+        for type_ in re.findall(r"resourceId\('([^']+)'", depends):
+            assert type_ in declared, f"{r['type']} depends on undeclared {type_}"
