@@ -7,7 +7,6 @@ nothing however many users pass through.
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import time
@@ -16,23 +15,16 @@ import uuid
 import jwt
 import msal
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from tests.support.entra_grants import DEFAULT_CLAIMS_CHALLENGE, DESCRIPTION_MARKER
 from tokenvault.entra import EntraIdentityProvider
 from tokenvault.errors import (
-    InternalError,
     InvalidToken,
     OfflineAccessMissing,
     ReauthRequired,
-    SettingError,
     UpstreamUnavailable,
 )
 from tokenvault.sensitive import Sensitive
-from tokenvault.settings import CredentialKind, Settings
 
 pytestmark = pytest.mark.integration
 
@@ -248,16 +240,6 @@ def test_an_unreachable_authority_is_an_upstream_outage(entra_session, client_id
         provider.refresh(tenant, Sensitive("1.fake.whatever-token"), GRAPH)
 
 
-def test_a_wrong_client_secret_is_an_internal_error(entra, entra_session, client_id, tenant, oid):
-    provider = EntraIdentityProvider(client_id=client_id, client_credential="not-the-secret",
-                                     authority_host=entra.authority_host, session=entra_session)
-
-    with pytest.raises(InternalError) as failure:
-        provider.refresh(tenant, Sensitive(entra.issue_refresh_token(tenant, oid)), GRAPH)
-
-    assert str(failure.value) == InternalError.default_message
-
-
 def test_msal_keeps_no_tokens_after_a_thousand_users(provider, entra, tenant):
     users = [(str(uuid.uuid4()), entra.issue_refresh_token(tenant, oid := str(uuid.uuid4())), oid)
              for _ in range(1000)]
@@ -295,63 +277,3 @@ def test_nothing_secret_or_upstream_reaches_the_logs(provider, entra, tenant, oi
     assert any("70008" in m for m in ours)  # the AADSTS number is logged, for ops
     assert not [m for m in ours if DESCRIPTION_MARKER in m]
     assert not [s for s in entra.issued_secrets() if s in caplog.text]
-
-
-# --- client credentials from settings ---------------------------------------------------------
-
-
-def _certificate_pem(key: rsa.RSAPrivateKey) -> tuple[x509.Certificate, bytes]:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tokenvault-test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .sign(key, hashes.SHA256()))
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    return certificate, pem + certificate.public_bytes(serialization.Encoding.PEM)
-
-
-def _certificate_settings(entra, client_id: str, path) -> Settings:
-    return Settings(client_id=client_id, credential_kind=CredentialKind.CERTIFICATE,
-                    client_certificate_path=path, authority_host=entra.authority_host)
-
-
-def test_a_certificate_credential_signs_the_client_assertion(entra, entra_session, tmp_path,
-                                                             tenant, oid):
-    app_id = str(uuid.uuid4())
-    certificate, pem = _certificate_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    entra.register_client(app_id, certificate=certificate)
-    (tmp_path / "client.pem").write_bytes(pem)
-    provider = EntraIdentityProvider.from_settings(
-        _certificate_settings(entra, app_id, tmp_path / "client.pem"), session=entra_session)
-
-    grant = provider.on_behalf_of(tenant, Sensitive(entra.user_token(tenant, oid, aud=app_id)), GRAPH)
-
-    assert _claims(grant.access_token)["azp"] == app_id
-
-
-def test_a_certificate_entra_does_not_know_is_an_internal_error(entra, entra_session, tmp_path,
-                                                                tenant, oid):
-    app_id = str(uuid.uuid4())
-    registered, _ = _certificate_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    _, other_pem = _certificate_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    entra.register_client(app_id, certificate=registered)
-    (tmp_path / "client.pem").write_bytes(other_pem)
-    provider = EntraIdentityProvider.from_settings(
-        _certificate_settings(entra, app_id, tmp_path / "client.pem"), session=entra_session)
-
-    with pytest.raises(InternalError):
-        provider.refresh(tenant, Sensitive(entra.issue_refresh_token(tenant, oid, client_id=app_id)), GRAPH)
-
-
-def test_a_certificate_file_without_a_key_stops_start_up_naming_the_setting(entra, tmp_path):
-    certificate, _ = _certificate_pem(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-    (tmp_path / "cert-only.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-
-    with pytest.raises(SettingError) as failure:
-        EntraIdentityProvider.from_settings(
-            _certificate_settings(entra, str(uuid.uuid4()), tmp_path / "cert-only.pem"))
-
-    assert failure.value.name == "TOKENVAULT_CLIENT_CERTIFICATE_PATH"
