@@ -198,6 +198,17 @@ def _assert_mapped(error, raised, reason, carried) -> None:
         assert (error.upstream, error.retry_after) == ("identity_provider", carried)
 
 
+def test_a_refresh_answered_without_a_refresh_token_keeps_the_old_one_in_play(provider, entra,
+                                                                             tenant, oid):
+    token = entra.issue_refresh_token(tenant, oid)
+    entra.fault("no_refresh_token", refresh_token=token)
+
+    grant = provider.refresh(tenant, Sensitive(token), GRAPH)
+
+    assert grant.refresh_token is None
+    assert _claims(grant.access_token)["oid"] == oid
+
+
 def test_a_user_whose_sessions_an_admin_revoked_must_sign_in_again(provider, entra, tenant, oid):
     grant = provider.on_behalf_of(tenant, Sensitive(entra.user_token(tenant, oid)), GRAPH)
     entra.kill_user(tenant, oid)

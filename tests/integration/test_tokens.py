@@ -13,6 +13,7 @@ import time
 import uuid
 
 import jwt
+import msal
 import pytest
 import requests
 from requests.adapters import HTTPAdapter
@@ -356,3 +357,20 @@ def test_refusals_are_logged_by_reason_and_tokens_never(make_validator, entra, t
     assert any("audience" in m for m in reasons)
     leaked = [s for s in entra.issued_secrets() if s in caplog.text]
     assert not leaked
+
+
+def test_an_app_token_from_the_client_credentials_grant_is_an_app_caller(make_validator, entra,
+                                                                         entra_session, client_id,
+                                                                         tenant):
+    secret = "caller-secret-" + uuid.uuid4().hex
+    entra.register_client(CALLER_APP, secret=secret, roles=["TokenVault.Redeem"])
+    caller_app = msal.ConfidentialClientApplication(
+        CALLER_APP, client_credential=secret, authority=f"{entra.authority_host}/{tenant}",
+        instance_discovery=False, http_client=entra_session)
+
+    result = caller_app.acquire_token_for_client([f"api://{client_id}/.default"])
+    caller = make_validator()("Bearer " + result["access_token"])
+
+    assert (caller.kind, caller.app_id, caller.roles) == (CallerKind.APP, CALLER_APP,
+                                                          {"TokenVault.Redeem"})
+    assert entra.counts["client_credentials"] == 1
