@@ -88,7 +88,6 @@ def compose(settings: "Settings", *, credential: Any = None, session: Any = None
     else:
         records = TableRecords.from_endpoint(settings.storage.table_endpoint, settings.table,
                                              credential, **storage_options)
-    records.ensure_table()
     if settings.queue_storage.connection_string is not None:
         queue = StorageQueue.from_connection_string(
             settings.queue_storage.connection_string.reveal(), settings.refresh_queue,
@@ -96,7 +95,11 @@ def compose(settings: "Settings", *, credential: Any = None, session: Any = None
     else:
         queue = StorageQueue.from_endpoint(settings.queue_storage.queue_endpoint,
                                            settings.refresh_queue, credential, **storage_options)
-    queue.ensure_queue()
+    if not settings.in_azure:
+        # In Azure the infrastructure creates the table and the queues (infra/app/storage.bicep)
+        # and the app's roles are scoped to them; a cold start there makes no extra calls.
+        records.ensure_table()
+        queue.ensure_queue()
 
     clock = clock or SystemClock()
     vault = Vault(client_id=settings.client_id, keys=keys, records=records,
