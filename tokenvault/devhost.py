@@ -69,7 +69,7 @@ class DevHost:
         self.retry_visibility = _seconds(queues.get("visibilityTimeout", "00:00:00"))
         self.max_poll = _seconds(queues.get("maxPollingInterval", "00:00:02")) or 2
         self._stop = threading.Event()
-        for function in app.get_functions():
+        for function in _index(app):
             binding = json.loads(function.get_function_json())["bindings"][0]
             name = function.get_function_name()
             if binding["type"] == "httpTrigger":
@@ -190,6 +190,15 @@ class DevHost:
             return False
         log.info("Executed '%s' (Succeeded, %.0f ms)", name, (time.monotonic() - started) * 1000)
         return True
+
+
+def _index(app: func.FunctionApp) -> list:
+    """``app.get_functions()``, repeatable. azure-functions remembers the names an indexing saw
+    (``functions_bindings``) and refuses them as duplicates the next time, so a second index of
+    the same app (a test that indexed it already, a second DevHost) would fail; the check for
+    duplicates within one app still runs."""
+    app.functions_bindings = None
+    return app.get_functions()
 
 
 def _resolve(value: str) -> str:
