@@ -1,0 +1,161 @@
+"""The sweep served by the dev host: function_app's timer fires on its NCRONTAB schedule and on
+``POST /admin/functions/refresh_plan``, and the dev host's queue loop drains the real Storage
+queue into ``refresh_work`` with the host's retry and poison semantics.
+
+The queue trigger's binding names the queue ``tokenvault-refresh`` (function_app fixes it, as
+the deployed host needs), so these tests compose the app on exactly that queue, on the
+session's Azurite, emptied at the start of each test; nothing else in the suite uses that name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from azure.core.exceptions import ResourceExistsError
+
+import function_app
+from tests.integration.test_sweep_e2e import queue_client, rows, seed, stored_tokens, summaries
+from tests.integration.test_sweep_faults import wait_until
+from tests.support.stack_fixtures import Stack
+from tokenvault import bootstrap
+from tokenvault.devhost import DevHost
+from tokenvault.queues import POISON_SUFFIX, StorageQueue
+from tokenvault.settings import REFRESH_QUEUE
+
+ROOT = Path(__file__).resolve().parents[2]
+EVERY_SECOND = "*/1 * * * * *"
+NEVER_SOON = "0 0 0 1 1 *"  # midnight on New Year's Day
+
+
+def host_config() -> dict:
+    """The project's host.json, with retries made immediate and polling tight for a test."""
+    config = json.loads((ROOT / "host.json").read_text())
+    config["extensions"]["queues"].update(visibilityTimeout="00:00:00",
+                                          maxPollingInterval="00:00:01")
+    return config
+
+
+@pytest.fixture
+def fixed_queue_stack(stack, keyvault_credential, keyvault_options, entra_session) -> Stack:
+    """The stack's parts, composed on the queue the binding names, installed as the app."""
+    for name in (REFRESH_QUEUE, REFRESH_QUEUE + POISON_SUFFIX):
+        with queue_client(stack, name) as queue:
+            try:
+                queue.create_queue()
+            except ResourceExistsError:
+                queue.clear_messages()
+    settings = dataclasses.replace(stack.settings, refresh_queue=REFRESH_QUEUE)
+    app = bootstrap.compose(settings, credential=keyvault_credential, session=entra_session,
+                            key_vault_options={**keyvault_options, "monotonic": stack.monotonic},
+                            clock=stack.clock)
+    bootstrap.install(app)  # the stack fixture resets it at the end
+    return Stack(app, entra=stack.entra, keyvault=stack.keyvault, admin=stack.admin,
+                 clock=stack.clock, monotonic=stack.monotonic, azurite=stack.azurite)
+
+
+@pytest.fixture
+def serve(fixed_queue_stack, monkeypatch):
+    """Start a DevHost over function_app with ``schedule`` for the sweep's timer; stopped (and
+    its threads joined) at the end of the test."""
+    running = []
+
+    def start(schedule: str) -> DevHost:
+        monkeypatch.setenv("TOKENVAULT_REFRESH_SCHEDULE", schedule)
+        host = DevHost(function_app.app, host_config=host_config())
+        running.append((host, host.start_background(fixed_queue_stack.azurite.connection_string)))
+        return host
+
+    yield start
+    for host, threads in running:
+        host.stop()
+        for thread in threads:
+            thread.join(timeout=15)
+            assert not thread.is_alive()
+
+
+def executed(caplog, name: str) -> int:
+    return sum(1 for r in caplog.records
+               if r.getMessage().startswith(f"Executed '{name}' (Succeeded"))
+
+
+def all_on(stack: Stack, tenant: str, version: str) -> bool:
+    return {r.key_version for r in rows(stack, tenant).values()} == {version}
+
+
+def queue_length(stack: Stack, name: str = REFRESH_QUEUE) -> int:
+    with queue_client(stack, name) as queue:
+        return queue.get_queue_properties().approximate_message_count
+
+
+def test_the_timer_fires_on_schedule_and_the_queue_loop_works_the_batches(
+        fixed_queue_stack, serve, caplog):
+    stack = fixed_queue_stack
+    tenant = stack.onboard()
+    seeded = seed(stack, tenant, 50, due=0)
+    latest = stack.admin.rotate(tenant).version
+    stack.expire_key_cache()
+    caplog.set_level(logging.INFO)
+
+    serve(EVERY_SECOND)
+    wait_until(lambda: all_on(stack, tenant, latest), "the records to be rewrapped")
+    # Runs after that find nothing left to do.
+    wait_until(lambda: any(p["planned"] == 0 for p in summaries(caplog, "sweep.plan")),
+               "a timer run that plans nothing")
+    wait_until(lambda: queue_length(stack) == 0, "the queue to be drained")
+
+    assert executed(caplog, "refresh_plan") >= 2
+    assert executed(caplog, "refresh_work") >= 3  # 50 users: batches of 20, 20 and 10
+    assert sum(b["rewrapped"] for b in summaries(caplog, "sweep.batch")) == 50
+    tokens = stored_tokens(stack, tenant)
+    assert {u for u in seeded.users if tokens[u] != seeded.tokens[u]} == set()
+    assert stack.entra.counts["refresh"] == 0  # rewrapped only: the IdP was not asked
+
+
+def test_the_admin_endpoint_runs_the_plan_now_and_the_queue_loop_refreshes(
+        fixed_queue_stack, serve, caplog):
+    stack = fixed_queue_stack
+    tenant = stack.onboard()
+    seeded = seed(stack, tenant, 30, due=30)
+    caplog.set_level(logging.INFO)
+    host = serve(NEVER_SOON)
+
+    response = host.http("POST", "/admin/functions/refresh_plan",
+                         {"Content-Type": "application/json"}, b"{}")
+
+    assert response.status_code == 202
+    wait_until(lambda: summaries(caplog, "sweep.plan"), "the plan to run")
+    wait_until(lambda: sum(b["refreshed"] for b in summaries(caplog, "sweep.batch")) == 30,
+               "the batches to be worked")
+    wait_until(lambda: queue_length(stack) == 0, "the queue to be drained")
+    (plan,) = summaries(caplog, "sweep.plan")
+    assert plan["planned"] == 30 and plan["batches"] == 2
+    tokens = stored_tokens(stack, tenant)
+    assert all(tokens[u] != seeded.tokens[u] for u in seeded.users)
+    assert all(stack.entra.refresh_token_valid(t) for t in tokens.values())
+    assert stack.entra.counts["refresh"] == 30
+
+
+def test_a_message_that_keeps_failing_goes_to_the_poison_queue_and_the_plan_says_so(
+        fixed_queue_stack, serve, caplog):
+    stack = fixed_queue_stack
+    caplog.set_level(logging.INFO)
+    host = serve(NEVER_SOON)
+    # Well-formed, but its continuation is no token this service issued: fails every time.
+    queue = StorageQueue.from_connection_string(stack.azurite.connection_string, REFRESH_QUEUE)
+    queue.send({"v": 1, "kind": "plan", "run": "r1", "continuation": "not-a-token"})
+    queue.close()
+
+    wait_until(lambda: queue_length(stack, REFRESH_QUEUE + POISON_SUFFIX) == 1,
+               "the message to be poisoned")
+
+    assert queue_length(stack) == 0
+    failures = [r for r in caplog.records if r.getMessage() == "Executed 'refresh_work' (Failed)"]
+    assert len(failures) == host.max_dequeue == 5
+    (last,) = [r.sweep for r in caplog.records if r.getMessage() == "sweep.last_attempt"]
+    assert last["attempt"] == 5 and last["run"] == "r1"
+    assert stack.app.sweep.plan_run().poisoned == 1
+    assert summaries(caplog, "sweep.plan")[-1]["poisoned"] == 1
