@@ -83,7 +83,6 @@ class TokenValidator:
                  max_tenants: int = 1000, timeout: float = 5) -> None:
         if not 0 <= leeway <= MAX_LEEWAY:
             raise ValueError("leeway must be between 0 and 300 seconds")
-        self._client_id = client_id
         self._audiences = (client_id, f"api://{client_id}")
         self._host = authority_host.rstrip("/")
         self._allowed = allowed_tenants
