@@ -197,9 +197,13 @@ def _json_body(req: func.HttpRequest, body: bytes, *, required: set[str],
         raise BadRequest("The body must be JSON (Content-Type: application/json).",
                          field="Content-Type")
     try:
-        data = json.loads(body)
+        # JSON between systems is UTF-8 (RFC 8259); json.loads would also guess UTF-16 and -32.
+        data = json.loads(body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("The body is not valid JSON.", field="body") from None
+    except RecursionError:
+        # A few thousand nested brackets fit in MAX_BODY and exhaust the parser's stack.
+        raise BadRequest("The body is nested too deeply.", field="body") from None
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object.", field="body")
     for name in data:
