@@ -40,7 +40,7 @@ from .ncrontab import Schedule
 
 log = logging.getLogger("tokenvault.devhost")
 
-__all__ = ["DevHost", "main"]
+__all__ = ["DevHost", "index_functions", "main"]
 
 
 class _Route:
@@ -69,7 +69,7 @@ class DevHost:
         self.retry_visibility = _seconds(queues.get("visibilityTimeout", "00:00:00"))
         self.max_poll = _seconds(queues.get("maxPollingInterval", "00:00:02")) or 2
         self._stop = threading.Event()
-        for function in _index(app):
+        for function in index_functions(app):
             binding = json.loads(function.get_function_json())["bindings"][0]
             name = function.get_function_name()
             if binding["type"] == "httpTrigger":
@@ -192,7 +192,7 @@ class DevHost:
         return True
 
 
-def _index(app: func.FunctionApp) -> list:
+def index_functions(app: func.FunctionApp) -> list:
     """``app.get_functions()``, repeatable. azure-functions remembers the names an indexing saw
     (``functions_bindings``) and refuses them as duplicates the next time, so a second index of
     the same app (a test that indexed it already, a second DevHost) would fail; the check for

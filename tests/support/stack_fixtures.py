@@ -21,6 +21,7 @@ import function_app
 from tests.fakes import FixedClock
 from tests.support.keyvault import ManualMonotonic
 from tokenvault import bootstrap
+from tokenvault.devhost import index_functions
 from tokenvault.envelope import Binding, unseal
 from tokenvault.key_admin import KeyVaultKeyAdmin
 from tokenvault.model import RecordKey
@@ -30,7 +31,7 @@ from tokenvault.settings import Settings
 CALLER_APP = "c0ffee00-0000-4000-8000-0000000000c1"
 STRANGER_APP = "c0ffee00-0000-4000-8000-0000000000c2"
 SCOPES = ["https://graph.microsoft.com/User.Read"]
-FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
+FUNCTIONS = {f.get_function_name(): f for f in index_functions(function_app.app)}
 
 
 def new_id() -> str:

@@ -9,9 +9,10 @@ import pytest
 
 import function_app
 from tokenvault import bootstrap
+from tokenvault.devhost import index_functions
 from tokenvault.openapi import document
 
-FUNCTIONS = {f.get_function_name(): f for f in function_app.app.get_functions()}
+FUNCTIONS = {f.get_function_name(): f for f in index_functions(function_app.app)}
 
 
 def binding(name: str) -> dict:
