@@ -14,6 +14,7 @@ Every outcome of an MSAL call is mapped in ``_outcome``::
     interaction_required (50076, 50079, 53003, ...)          ReauthRequired(interaction_required)
     invalid_grant, OBO assertion refused (50013, 50027, ...) InvalidToken
     invalid_grant (70008, 700082, 50173, 70043, 50132, ...)  ReauthRequired(invalid_grant)
+    invalid_scope (the caller asked for scopes Entra refuses) BadRequest(field="scopes")
     429, 5xx, 50196, temporarily_unavailable, timeout,
     connection error                                         UpstreamUnavailable(retry_after)
     anything else (invalid_client, a bad answer, ...)        InternalError
@@ -36,6 +37,7 @@ import requests
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
 from .errors import (
+    BadRequest,
     InternalError,
     InvalidToken,
     OfflineAccessMissing,
@@ -253,6 +255,10 @@ class EntraIdentityProvider(IdentityProvider):
             if flow == "obo" and codes & _ASSERTION_REFUSED:
                 raise InvalidToken()
             raise ReauthRequired(reason="invalid_grant", claims=claims)
+        if error == "invalid_scope":
+            # The caller's own mistake, and one it can fix: say which field.
+            raise BadRequest("The identity provider refused the requested scopes.",
+                             field="scopes")
         raise InternalError()
 
     def _grant(self, flow: str, tenant_id: str, scopes: tuple[str, ...], result: dict) -> TokenGrant:

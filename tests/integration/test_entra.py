@@ -19,6 +19,7 @@ import pytest
 from tests.support.entra_grants import DEFAULT_CLAIMS_CHALLENGE, DESCRIPTION_MARKER
 from tokenvault.entra import EntraIdentityProvider
 from tokenvault.errors import (
+    BadRequest,
     InvalidToken,
     OfflineAccessMissing,
     ReauthRequired,
@@ -129,6 +130,7 @@ REFRESH_OUTCOMES = {
     "throttled 429": (dict(kind="throttled", retry_after=17), UpstreamUnavailable, None, 17),
     "server error 500": (dict(kind="server_error", retry_after=3), UpstreamUnavailable, None, 3),
     "throttled (50196)": (dict(kind="invalid_grant", code=50196), UpstreamUnavailable, None, 5),
+    "invalid scope (70011)": (dict(kind="invalid_scope"), BadRequest, None, "scopes"),
 }
 
 
@@ -190,7 +192,11 @@ def test_obo_with_a_refused_assertion_is_an_invalid_token(name, provider, entra,
 
 def _assert_mapped(error, raised, reason, carried) -> None:
     assert type(error) is raised
-    assert str(error) == raised.default_message  # nothing from upstream in the message
+    assert DESCRIPTION_MARKER not in str(error)  # nothing from upstream in the message
+    if raised is BadRequest:
+        assert error.field == carried
+    else:
+        assert str(error) == raised.default_message
     assert DESCRIPTION_MARKER not in repr(error)
     if raised is ReauthRequired:
         assert (error.reason, error.claims) == (reason, carried)
