@@ -21,6 +21,7 @@ from enum import Enum
 from .access_cache import AccessTokenCache
 from .envelope import Binding, seal, unseal
 from .errors import (
+    CiphertextInvalid,
     InsufficientPermissions,
     NotFound,
     OfflineAccessMissing,
@@ -116,7 +117,7 @@ class Vault:
             cached = self._access.get(cache_key, self._clock.now())
             if cached is not None:
                 return cached
-        refresh_token = unseal(tenant_key.material, record.ciphertext, _binding(record))
+        refresh_token = self._open(record, tenant_key)
         try:
             grant = self._identity.refresh(key.tenant_id, refresh_token, scopes)
         except ReauthRequired as dead:
@@ -134,7 +135,7 @@ class Vault:
         try once more with the newer token. Otherwise the token is dead."""
         current = self._read(record.key)
         if current.ciphertext != record.ciphertext and current.redeemable:
-            token = unseal(self._key_of(current).material, current.ciphertext, _binding(current))
+            token = self._open(current, self._key_of(current))
             try:
                 return current, self._identity.refresh(current.tenant_id, token, scopes)
             except ReauthRequired as again:
@@ -181,7 +182,11 @@ class Vault:
             if record.status is Status.REVOKED:
                 return self._restore(record)
             return Outcome.SKIPPED
-        token = unseal(tenant_key.material, record.ciphertext, _binding(record))
+        try:
+            token = self._open(record, tenant_key)
+        except CiphertextInvalid:
+            self._note_failure(record, CiphertextInvalid.code)  # ops find it in LastError
+            raise
         if not due:
             written = self._write_back(record, token, refreshed=False, yield_on_conflict=True)
             return Outcome.REWRAPPED if written else Outcome.SKIPPED
@@ -313,6 +318,17 @@ class Vault:
             raise ReauthRequired(reason="client_mismatch")
         if record.status is Status.REAUTH_REQUIRED or not record.ciphertext:
             raise ReauthRequired(reason=record.last_error or "invalid_grant")
+
+    @staticmethod
+    def _open(record: TokenRecord, key: TenantKey) -> Sensitive[str]:
+        """The record's refresh token. A ciphertext that does not open (tampered, truncated,
+        moved from another row) fails closed and is logged with the record's ids, never bytes."""
+        try:
+            return unseal(key.material, record.ciphertext, _binding(record))
+        except CiphertextInvalid:
+            log.error("stored ciphertext does not open", extra=_event(
+                record.key, code=CiphertextInvalid.code, key_version=record.key_version))
+            raise
 
     @staticmethod
     def _sealed(record: TokenRecord, key: TenantKey, token: Sensitive[str]) -> TokenRecord:
