@@ -1,0 +1,161 @@
+"""Many redeems at once, with the sweep running through them, against every real part: 50
+concurrent redeems for one user and 200 spread over 20 users, while an in-process sweep
+rewraps every record under a newly rotated key and refreshes every record (all are due).
+
+Each redeem asks for scopes of its own, so none is answered from the in-memory access-token
+cache or shares another's identity-provider call: every one refreshes at the fake and writes
+its rotated refresh token back, racing the others and the sweep for the same rows.
+
+What must hold afterwards: every answer was 200; every record decrypts, is on the new key
+version and holds a refresh token the fake still accepts; and every write to a row was
+conditional on the ETag it read, no ETag was written from twice, and each row's successful
+writes form one unbroken chain of ETags (Azurite enforces If-Match; the hook on the storage
+clients sees every request and response, so a blind or forked write would show).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote
+
+import pytest
+
+from tests.integration.test_hostile_tokens import recompose  # noqa: F401 - a fixture
+from tests.support.stack_fixtures import new_id
+from tokenvault.model import RecordKey
+from tokenvault.sweep import MemoryQueue, Planner, Worker, run_in_process
+from tokenvault.vault import Outcome
+
+pytestmark = pytest.mark.integration
+
+USERS = 20
+ONE_USER_REDEEMS = 50
+SPREAD_REDEEMS = 200
+
+
+class Writes:
+    """A response hook on the storage clients: every row write (PUT, the conditional replace)
+    with the ETag it was conditional on, its status, and the ETag it produced."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.puts: list[tuple[str, str | None, int, str | None]] = []
+
+    def __call__(self, pipeline_response) -> None:
+        request, response = pipeline_response.http_request, pipeline_response.http_response
+        if request.method != "PUT" or "(PartitionKey=" not in request.url:
+            return
+        row = unquote(request.url.split("(", 1)[1].split(")", 1)[0])
+        with self._lock:
+            self.puts.append((row, request.headers.get("If-Match"), response.status_code,
+                              response.headers.get("ETag")))
+
+    def succeeded(self) -> dict[str, list[tuple[str | None, str | None]]]:
+        rows: dict[str, list[tuple[str | None, str | None]]] = defaultdict(list)
+        for row, if_match, status, etag in self.puts:
+            if 200 <= status < 300:
+                rows[row].append((if_match, etag))
+        return rows
+
+
+def test_redeems_and_a_sweep_racing_for_the_same_rows_lose_nothing(stack, recompose):  # noqa: F811
+    writes = Writes()
+    app = recompose(storage_options={"raw_response_hook": writes})
+    tenant = stack.onboard()
+    users = [new_id() for _ in range(USERS)]
+    for user in users:
+        assert stack.store(tenant, user).status_code == 201
+    etags_before = {user: stack.records.get(RecordKey(tenant, user)).etag for user in users}
+    tokens = {user: stack.user_token(tenant, user) for user in users}
+    # The sweep has everything to do: a newer key to rewrap under, and every record is due.
+    new_version = stack.admin.rotate(tenant).version
+    stack.expire_key_cache()
+    stack.clock.advance(days=8)
+    writes.puts.clear()
+    refreshes = stack.entra.counts["refresh"]
+
+    calls = [users[0]] * ONE_USER_REDEEMS + [users[i % USERS] for i in range(SPREAD_REDEEMS)]
+    answers: list[int] = []
+    lock = threading.Lock()
+
+    def redeem(index: int, user: str) -> None:
+        # Scopes of its own: no access-token cache hit, no shared flight, a write each.
+        response = stack.call("redeem_token", token=tokens[user],
+                              body={"scopes": [f"api://resource-{index}/.default"]})
+        with lock:
+            answers.append(response.status_code)
+
+    swept: dict = {}
+
+    def sweep() -> None:
+        queue = MemoryQueue()
+        after = stack.settings.refresh_after
+        planner = Planner(records=app.records, keys=app.keys, queue=queue, clock=stack.clock,
+                          refresh_after=after)
+        worker = Worker(vault=app.vault, queue=queue, clock=stack.clock, refresh_after=after)
+        swept["plan"], swept["outcomes"] = run_in_process(planner, worker, queue)
+        with lock:
+            swept["answered_meanwhile"] = len(answers)
+
+    sweeper = threading.Thread(target=sweep)
+    sweeper.start()
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        for future in [pool.submit(redeem, i, user) for i, user in enumerate(calls)]:
+            future.result()
+    sweeper.join()
+
+    outcomes: Counter = swept["outcomes"]
+    succeeded = writes.succeeded()
+    conflicts = sum(1 for _, _, status, _ in writes.puts if status == 412)
+    print(f"{len(calls)} redeems and a sweep of {USERS} records: "
+          f"{stack.entra.counts['refresh'] - refreshes} refreshes at the IdP, "
+          f"{sum(map(len, succeeded.values()))} writes, {conflicts} lost to a newer ETag (412); "
+          f"sweep {dict((o.value, n) for o, n in outcomes.items())}, "
+          f"{swept['answered_meanwhile']} redeems answered when it finished")
+
+    assert Counter(answers) == Counter({200: len(calls)})
+    # The plan takes what still needs work when it looks; the worker decides again per record.
+    assert swept["plan"].scanned == USERS and outcomes[Outcome.FAILED] == 0
+    assert sum(outcomes.values()) == swept["plan"].planned
+    for user in users:
+        record = stack.records.get(RecordKey(tenant, user))
+        assert record.key_version == new_version
+        assert stack.entra.refresh_token_valid(stack.stored_refresh_token(tenant, user))
+        # Every write of the row was conditional, from a distinct ETag, in one chain.
+        row = f"PartitionKey='{tenant}',RowKey='{user}'"
+        chain = dict(succeeded[row])
+        assert None not in chain and "*" not in chain, "a write was not conditional"
+        assert len(chain) == len(succeeded[row]), "two writes succeeded from one ETag"
+        etag, length = etags_before[user], 0
+        while etag in chain:
+            etag, length = chain[etag], length + 1
+        assert length == len(chain) and etag == record.etag, "the row's writes forked"
+    assert len(succeeded[f"PartitionKey='{tenant}',RowKey='{users[0]}'"]) > 1
+
+
+def test_concurrent_stores_of_one_user_leave_the_record_of_one_that_succeeded(stack):
+    """Sign-ins of one user racing each other: each store writes its own grant (create, or
+    replace on conflict, at most three times). A store that keeps losing answers 503 with a
+    Retry-After rather than claim its scopes were kept; the record left is a winner's, live."""
+    tenant, user = stack.onboard(), new_id()
+    token = stack.user_token(tenant, user)
+
+    def store(index: int):
+        scopes = [f"api://store-{index}/.default"]
+        return scopes, stack.call("store_token", token=token, body={"scopes": scopes})
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(store, range(8)))
+
+    won = [scopes for scopes, response in results if response.status_code == 201]
+    lost = [response for _, response in results if response.status_code != 201]
+    print(f"8 concurrent stores of one user: {len(won)} stored, {len(lost)} asked to retry")
+    assert won
+    for response in lost:
+        assert (response.status_code, json.loads(response.get_body())["code"]) == \
+            (503, "upstream_unavailable") and int(response.headers["Retry-After"]) >= 1
+    assert list(stack.records.get(RecordKey(tenant, user)).scopes) in won
+    assert stack.entra.refresh_token_valid(stack.stored_refresh_token(tenant, user))
