@@ -89,7 +89,8 @@ class Api:
         scopes = _scopes(body["scopes"])
         if caller.is_user:
             own = _own_key(caller)
-            named = {f: body[f] for f in ("tenant_id", "user_id") if f in body}
+            # Malformed is malformed whoever asks: the same 400 naming the field as for an app.
+            named = {f: valid_id(body[f], f) for f in ("tenant_id", "user_id") if f in body}
             if named and named != {"tenant_id": own.tenant_id, "user_id": own.user_id}:
                 raise InsufficientPermissions("A user token redeems only its own record.")
             key = own
