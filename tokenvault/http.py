@@ -39,7 +39,7 @@ from .model import Caller, RecordKey, TokenGrant, valid_id
 from .ports import Clock
 from .vault import Vault
 
-__all__ = ["Api", "dispatch", "problem", "MAX_BODY", "ROLE_REDEEM", "ROLE_ADMIN"]
+__all__ = ["Api", "dispatch", "problem", "MAX_BODY", "RESERVED_SCOPES", "ROLE_REDEEM", "ROLE_ADMIN"]
 
 log = logging.getLogger("tokenvault.http")
 
@@ -50,7 +50,7 @@ ROLE_REDEEM = "TokenVault.Redeem"
 ROLE_ADMIN = "TokenVault.Admin"
 PROBLEM_TYPE = "urn:tokenvault:problem:"
 # msal adds these itself and refuses them from us (FIELD-NOTES); a caller never needs them.
-_RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
 _SCOPE = re.compile(r"[\x21-\x7e]+\Z")
 
 Authenticate = Callable[[str | None], Caller]
@@ -226,7 +226,7 @@ def _scopes(value: object) -> tuple[str, ...]:
                 or not _SCOPE.match(scope):
             raise BadRequest("Each scope must be 1 to 512 printable characters without spaces.",
                              field="scopes")
-        if scope.lower() in _RESERVED_SCOPES:
+        if scope.lower() in RESERVED_SCOPES:
             raise BadRequest("openid, profile and offline_access are added by the vault.",
                              field="scopes")
     return tuple(dict.fromkeys(value))

@@ -8,12 +8,17 @@ handlers to it.
 from __future__ import annotations
 
 from .errors import PUBLIC_CODES
-from .http import MAX_SCOPE_LENGTH, MAX_SCOPES, PROBLEM_TYPE
+from .http import MAX_SCOPE_LENGTH, MAX_SCOPES, PROBLEM_TYPE, RESERVED_SCOPES
 
 __all__ = ["document"]
 
 _GUID = {"type": "string", "format": "uuid",
          "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}
+# The handler refuses these in any case (http.RESERVED_SCOPES); JSON Schema regexes have no
+# case-insensitive flag, hence the letter classes.
+_RESERVED_SCOPE = "^(?:" + "|".join(
+    "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in scope)
+    for scope in sorted(RESERVED_SCOPES)) + ")$"
 _DESCRIPTIONS = {
     "invalid_token": "The bearer token is missing or invalid.",
     "insufficient_permissions": "The caller may not do this.",
@@ -68,7 +73,10 @@ def _ok(description: str, schema: str) -> dict:
 def document(version: str) -> dict:
     scopes = {"type": "array", "minItems": 1, "maxItems": MAX_SCOPES,
               "items": {"type": "string", "minLength": 1, "maxLength": MAX_SCOPE_LENGTH,
-                        "pattern": "^[!-~]+$"}}
+                        "pattern": "^[!-~]+$", "not": {"pattern": _RESERVED_SCOPE},
+                        "description": "A scope of the downstream resource; openid, profile "
+                                       "and offline_access (any case) are added by the vault "
+                                       "and refused here."}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "TokenVault", "version": version,
