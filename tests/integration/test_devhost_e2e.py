@@ -6,42 +6,31 @@ local keyring file. Also the demo identity provider of ``scripts/run``."""
 from __future__ import annotations
 
 import json
-import uuid
 
 import jwt
 import pytest
 import requests
 
 from scripts.demo_idp import MINT_PATH, DemoIdentityProvider
-from tests.support.devhost_process import DevHostProcess, app_folder, local_values
+from tests.support.devhost_process import local_devhost
 from tests.support.stack_fixtures import CALLER_APP, SCOPES, new_id
 from tokenvault.key_admin import LocalKeyringAdmin
 
 JSON = "application/json; charset=utf-8"
 PROBLEM = "application/problem+json; charset=utf-8"
-
-
-class Served:
-    def __init__(self, host: DevHostProcess, tenant: str, keyring) -> None:
-        self.host, self.tenant, self.keyring = host, tenant, keyring
-        self.api = host.api
+#: The tenant onboarded in the dev host's keyring.
+TENANT = new_id()
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, azurite, entra_server, ca, client_id, client_secret):
-    folder = tmp_path_factory.mktemp("devhost")
-    keyring = folder / "keyring.json"
-    tenant = new_id()
-    LocalKeyringAdmin(keyring).create(tenant)
-    values = local_values(storage=azurite.connection_string,
-                          authority_host=entra_server.authority_host, ca_bundle=ca.bundle,
-                          client_id=client_id, client_secret=client_secret, keyring=keyring,
-                          table="t" + uuid.uuid4().hex[:20], redeem_callers=CALLER_APP)
-    host = DevHostProcess(app_folder(folder / "app", values)).start()
-    try:
-        yield Served(host, tenant, keyring)
-    finally:
-        host.stop()
+    host = local_devhost(tmp_path_factory.mktemp("devhost"), storage=azurite.connection_string,
+                         authority_host=entra_server.authority_host, ca_bundle=ca.bundle,
+                         client_id=client_id, client_secret=client_secret,
+                         redeem_callers=CALLER_APP)
+    LocalKeyringAdmin(host.keyring).create(TENANT)
+    with host:
+        yield host
 
 
 @pytest.fixture
@@ -65,7 +54,7 @@ def assert_common(response, media_type: str | None) -> None:
 
 
 def test_store_redeem_describe_forget_over_http(served, http, entra_server):
-    tenant, user = served.tenant, new_id()
+    tenant, user = TENANT, new_id()
     token = entra_server.user_token(tenant, user)
     record_url = f"{served.api}/tokens/{tenant}/{user}"
 
@@ -99,7 +88,7 @@ def test_store_redeem_describe_forget_over_http(served, http, entra_server):
 
 
 def test_an_app_redeems_over_http(served, http, entra_server):
-    tenant, user = served.tenant, new_id()
+    tenant, user = TENANT, new_id()
     user_token = entra_server.user_token(tenant, user)
     assert http.post(f"{served.api}/tokens", json={"scopes": SCOPES},
                      headers=bearer(user_token)).status_code == 201
@@ -123,7 +112,7 @@ def test_problems_over_the_wire(served, http, entra_server, request_kwargs, stat
     kwargs = dict(request_kwargs)
     headers = dict(kwargs.pop("headers", {}))
     if kwargs.pop("user", False):
-        headers.update(bearer(entra_server.user_token(served.tenant, new_id())))
+        headers.update(bearer(entra_server.user_token(TENANT, new_id())))
     response = http.post(f"{served.api}/tokens", headers=headers, **kwargs)
     assert response.status_code == status
     assert_common(response, PROBLEM)
@@ -152,13 +141,13 @@ def test_health_and_the_openapi_document_over_http(served, http):
 def test_unknown_routes_and_methods(served, http):
     assert http.get(f"{served.api}/nothing-here").status_code == 404
     assert http.put(f"{served.api}/tokens").status_code == 405
-    assert http.get(f"{served.host.url}/elsewhere").status_code == 404
+    assert http.get(f"{served.url}/elsewhere").status_code == 404
 
 
 def test_the_dev_host_logs_requests_but_no_secret(served, http, entra_server):
     # Runs after the tests above have sent tokens through it (pytest keeps file order).
     http.get(f"{served.api}/health")
-    output = served.host.output()
+    output = served.output()
     assert "GET /api/health" in output and "devhost: serving" in output
     keys = [v["value"] for versions in json.loads(served.keyring.read_text())["secrets"].values()
             for v in versions]
@@ -167,13 +156,10 @@ def test_the_dev_host_logs_requests_but_no_secret(served, http, entra_server):
 
 
 def test_the_dev_host_stops_on_sigterm(tmp_path, azurite, ca, client_id, client_secret):
-    keyring = tmp_path / "keyring.json"
-    LocalKeyringAdmin(keyring).create(new_id())
-    values = local_values(storage=azurite.connection_string, authority_host="https://127.0.0.1:9",
-                          ca_bundle=ca.bundle, client_id=client_id, client_secret=client_secret,
-                          keyring=keyring, table="t" + uuid.uuid4().hex[:20])
-    host = DevHostProcess(app_folder(tmp_path / "app", values)).start()
-    assert host.stop(grace=10) == 0
+    host = local_devhost(tmp_path, storage=azurite.connection_string,
+                         authority_host="https://127.0.0.1:9", ca_bundle=ca.bundle,
+                         client_id=client_id, client_secret=client_secret)
+    assert host.start().stop(grace=10) == 0
 
 
 # --- the demo identity provider of scripts/run -----------------------------------------------

@@ -20,11 +20,12 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from pathlib import Path
 
 from tests.support.azurite import free_port
 
-__all__ = ["DevHostProcess", "app_folder", "local_values", "ROOT"]
+__all__ = ["DevHostProcess", "app_folder", "local_values", "local_devhost", "ROOT"]
 
 ROOT = Path(__file__).resolve().parents[2]
 # Settings the app (or the libraries under it) read from the environment: never inherited.
@@ -70,12 +71,24 @@ def local_values(*, storage: str, authority_host: str, ca_bundle: Path, client_i
     }
 
 
+def local_devhost(folder: Path, *, storage: str, authority_host: str, ca_bundle: Path,
+                  client_id: str, client_secret: str, redeem_callers: str = "") -> "DevHostProcess":
+    """A dev host (not started) over a keyring file of its own and a table of its own."""
+    keyring = folder / "keyring.json"
+    values = local_values(storage=storage, authority_host=authority_host, ca_bundle=ca_bundle,
+                          client_id=client_id, client_secret=client_secret, keyring=keyring,
+                          table="t" + uuid.uuid4().hex[:20], redeem_callers=redeem_callers)
+    return DevHostProcess(app_folder(folder / "app", values), keyring=keyring)
+
+
 class DevHostProcess:
     """``with DevHostProcess(folder) as host: requests.get(host.api + "/health")``"""
 
     def __init__(self, folder: Path, *, port: int | None = None,
-                 environ: dict[str, str] | None = None) -> None:
+                 environ: dict[str, str] | None = None, keyring: Path | None = None) -> None:
         self.folder = Path(folder)
+        #: the local keyring file the app reads its tenant keys from, when the caller made one.
+        self.keyring = keyring
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = f"{self.url}/api"
