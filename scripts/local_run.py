@@ -29,6 +29,7 @@ DEMO_TENANT = "d3e0c0de-0000-4000-8000-00000000d3e0"
 DEMO_USER = "d3e0c0de-0000-4000-8000-0000000000a1"
 DEMO_SCOPE = "https://graph.microsoft.com/User.Read"
 AZURITE_PORTS = (10000, 10001, 10002)  # what UseDevelopmentStorage=true means
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,9 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, **{k: str(v) for k, v in values.items() if k not in os.environ}}
 
     stack: list = []
+    _stop_on_signals()
     try:
-        storage = _start_azurite(env)
-        stack.append(storage)
+        storage = _azurite(env)
+        stack.append(storage)  # before it starts: an interrupt while it starts still stops it
+        storage.start()
+        print(f"scripts/run: Azurite on {storage.table_endpoint}", flush=True)
         keyring = ROOT / values["TOKENVAULT_LOCAL_KEYRING"]
         _ensure_demo_tenant(keyring)
         demo = None
@@ -57,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             from scripts.demo_idp import DemoIdentityProvider
 
             demo = DemoIdentityProvider(LOCAL, client_id=values["TOKENVAULT_CLIENT_ID"],
-                                        client_secret=values["TOKENVAULT_CLIENT_SECRET"]).start()
+                                        client_secret=values["TOKENVAULT_CLIENT_SECRET"])
             stack.append(demo)
+            demo.start()
             env.update(TOKENVAULT_AUTHORITY_HOST=demo.url, REQUESTS_CA_BUNDLE=str(demo.ca_bundle))
         app = subprocess.Popen(_host_command(port), cwd=ROOT, env=env, start_new_session=True)
         stack.append(app)
@@ -69,6 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        # Stopping is bounded (each part is killed after a grace period); a second Ctrl-C
+        # must not cut it short and leave Azurite or the app running on their own.
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        if stack:
+            print("scripts/run: stopping", flush=True)
         for part in reversed(stack):
             _stop(part)
 
@@ -81,15 +92,26 @@ def _local_settings() -> dict:
     return json.loads(path.read_text())
 
 
-def _start_azurite(env: dict) -> Azurite:
+def _stop_on_signals() -> None:
+    """SIGTERM (``kill``, a service manager) and SIGHUP (the terminal went away) stop
+    everything as Ctrl-C does. By default they would end this process at once, and Azurite and
+    the app, each in a session of its own, would keep running with the ports taken."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup's choice is respected
+            signal.signal(signum, interrupt)
+
+
+def _azurite(env: dict) -> Azurite:
+    """Azurite (not started yet) on the default ports, or on free ones if they are taken."""
     if all(_free(p) for p in AZURITE_PORTS):
-        storage = Azurite(ROOT / ".azurite", ports=AZURITE_PORTS).start()
-    else:
-        # Something holds the default ports (another Azurite?): use free ones and say so to
-        # the app through the environment, which wins over local.settings.json.
-        storage = Azurite(ROOT / ".azurite").start()
-        env["AzureWebJobsStorage"] = storage.connection_string
-    print(f"scripts/run: Azurite on {storage.table_endpoint}", flush=True)
+        return Azurite(ROOT / ".azurite", ports=AZURITE_PORTS)
+    # Something holds the default ports (another Azurite?): use free ones and say so to the
+    # app through the environment, which wins over local.settings.json.
+    storage = Azurite(ROOT / ".azurite")
+    env["AzureWebJobsStorage"] = storage.connection_string
     return storage
 
 
@@ -160,6 +182,10 @@ def _stop(part) -> None:
                 part.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(part.pid, signal.SIGKILL)
+    elif isinstance(part, Azurite):
+        # Once used, Azurite closes its services (and saves its data) at once on SIGTERM but
+        # its process lingers on for good; three seconds is plenty, then it is killed.
+        part.stop(grace=3)
     else:
         part.stop()
 
