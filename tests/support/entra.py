@@ -349,11 +349,14 @@ class _Handler(BaseHTTPRequestHandler):
             form = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
             status, body, headers = entra.answer(method, urlsplit(self.path).path, form,
                                                  self.headers.get("Authorization"))
-            data = json.dumps(body).encode()
+            # Entra answers JSON; a str body is plain text (the local demo's mint endpoint).
+            plain = isinstance(body, str)
+            data = body.encode() if plain else json.dumps(body).encode()
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, str(value))
-            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Type", "text/plain; charset=utf-8" if plain
+                             else "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
