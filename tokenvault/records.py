@@ -139,6 +139,10 @@ class TableRecords(Records):
             entities = list(next(pages, ()))
         items = [summary for summary in map(to_summary, entities) if summary is not None]
         token = pages.continuation_token
+        # azure-core's page iterator keeps bound methods of itself (a reference cycle), so the
+        # page it holds would wait for a full garbage collection: the plan's memory would grow
+        # with the record count between collections. Let go of the page now.
+        pages._current_page = pages._response = None
         return Page(items, encode_continuation(token) if token else None)
 
     def tenant_has_records(self, tenant_id: str) -> bool:
