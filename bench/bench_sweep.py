@@ -1,0 +1,422 @@
+"""Benchmark: sweep throughput (records/s) for rewrap and for refresh, and the sweep's memory,
+at 1k, 10k and 100k records.
+
+Real parts throughout: Azurite (table and queue) in a temp folder, and — in a child process of
+their own, so their CPU and memory stay out of the figures, as Entra's and Key Vault's stay out
+of a real instance — the HTTPS fakes of Entra ID (50 ms added to every token answer) and Key
+Vault (through the real SecretClient; not the local keyring). Each size runs in a fresh spawned
+process that composes the app as the test stack does (``bootstrap.compose``, real adapters),
+seeds the table (transactions of 100, sealed under the tenant's key), then:
+
+1. refresh: a bounded sample of the records (default 1,000) is due; one sweep — the timer
+   function's plan onto the real queue, then ``refresh_work`` draining it with ``--workers``
+   threads (host.json's ``batchSize``) — refreshes exactly those at the fake;
+2. rewrap: every tenant's key is rotated; one sweep rewraps every record (no IdP call), or a
+   whole-tenant sample of ``--rewrap-limit`` records when the size is larger;
+3. memory: the keys are rotated again; under tracemalloc the plan pages through all records
+   and queues all of them (plan peak), then a fixed 25 batches are worked (work peak); RSS
+   (current and high-water mark) of the process is read from /proc.
+
+The figures are shown side by side with their ratio to the smallest size: the plan streams
+pages, so its peak must not grow with the record count. Writes bench/results/sweep.json.
+
+    .venv/bin/python bench/bench_sweep.py [--sizes 1000,10000,100000] [--tenants 10]
+        [--refresh-sample 1000] [--rewrap-limit 20000] [--workers 4] [--latency-ms 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import dataclasses
+import datetime
+import gc
+import json
+import logging
+import math
+import multiprocessing
+import os
+import platform
+import secrets
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.azurite import Azurite  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "sweep.json"
+CLIENT_ID = "3b9f0c1e-5d7a-4e2b-9c8d-0a1b2c3d4e5f"
+CLIENT_SECRET = "bench-sweep-client-secret-0123456789"
+SCOPES = ("https://graph.microsoft.com/User.Read",)
+MEMORY_BATCHES = 25  # batches worked under tracemalloc: a fixed amount of work at every size
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+# --- the fakes, in a child process ----------------------------------------------------------
+
+def _serve_fakes(conn, folder: str, latency: float) -> None:
+    from tests.support.entra import FakeEntra
+    from tests.support.https import TestCA
+    from tests.support.keyvault import FakeKeyVault
+
+    ca = TestCA(Path(folder))
+    with FakeEntra(ca, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as entra, \
+            FakeKeyVault(ca) as keyvault:
+        entra.latency = latency
+        conn.send({"authority_host": entra.authority_host, "keyvault_url": keyvault.url,
+                   "bundle": str(ca.bundle)})
+        while True:
+            command, *args = conn.recv()
+            if command == "refresh_tokens":  # [(tenant, user)] → their live refresh tokens
+                conn.send([entra.issue_refresh_token(t, u, scopes=SCOPES) for t, u in args[0]])
+            elif command == "counts":
+                conn.send({"entra": dict(entra.counts), "keyvault": dict(keyvault.requests)})
+            else:
+                conn.send(None)
+                return
+
+
+class Fakes:
+    def __init__(self, folder: Path, latency: float) -> None:
+        self._conn, child = _SPAWN.Pipe()
+        self._process = _SPAWN.Process(target=_serve_fakes, args=(child, str(folder), latency),
+                                       daemon=True)
+        self._process.start()
+        self.endpoints = self._conn.recv()
+
+    def ask(self, *command):
+        self._conn.send(command)
+        return self._conn.recv()
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self.ask("stop")
+        self._process.join(timeout=10)
+
+
+# --- one size, in a fresh process -----------------------------------------------------------
+
+class _Summaries(logging.Handler):
+    """Collects the sweep's structured summary lines (``sweep.plan`` / ``sweep.batch``)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.plans: list[dict] = []
+        self.batches: list[dict] = []
+        self._lock2 = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        summary = getattr(record, "sweep", None)
+        if summary is None:
+            return
+        with self._lock2:
+            if record.getMessage() == "sweep.plan":
+                self.plans.append(summary)
+            elif record.getMessage() == "sweep.batch":
+                self.batches.append(summary)
+
+    def take(self) -> tuple[list[dict], Counter]:
+        with self._lock2:
+            plans, batches = self.plans, self.batches
+            self.plans, self.batches = [], []
+        outcomes = Counter()
+        for batch in batches:
+            outcomes.update({k: batch[k] for k in ("rewrapped", "refreshed", "restored",
+                                                   "reauth_required", "revoked", "failed",
+                                                   "skipped") if batch[k]})
+        return plans, outcomes
+
+
+def _measure_size(endpoints: dict, size: int, tenants: list[str], sample: list[tuple],
+                  options: dict) -> dict:
+    """Runs in a spawned process: compose, seed, refresh, rewrap, memory."""
+    import requests
+    from azure.data.tables import TableClient
+    from azure.functions.queue import QueueMessage
+    from azure.storage.queue import QueueClient
+
+    import function_app
+    from tests.fakes import FixedClock
+    from tests.support.keyvault import ManualMonotonic, StaticTokenCredential
+    from tokenvault import bootstrap
+    from tokenvault.devhost import index_functions
+    from tokenvault.envelope import Binding, seal
+    from tokenvault.key_admin import KeyVaultKeyAdmin
+    from tokenvault.model import Status, TokenRecord
+    from tokenvault.sensitive import Sensitive
+    from tokenvault.settings import Settings
+    from tokenvault.table_entity import to_entity
+
+    conn = endpoints["connection_string"]
+    table = "sweep" + uuid.uuid4().hex[:16]
+    settings = Settings.from_environ({
+        "TOKENVAULT_CLIENT_ID": CLIENT_ID, "TOKENVAULT_CLIENT_SECRET": CLIENT_SECRET,
+        "TOKENVAULT_AUTHORITY_HOST": endpoints["authority_host"],
+        "TOKENVAULT_KEY_VAULT_URL": endpoints["keyvault_url"], "TOKENVAULT_KEY_CACHE_TTL": "300",
+        "TOKENVAULT_REFRESH_AFTER": "P7D", "TOKENVAULT_TABLE": table,
+        "AzureWebJobsStorage": conn})
+    settings = dataclasses.replace(settings, refresh_queue="q" + uuid.uuid4().hex[:20])
+    session = requests.Session()
+    session.trust_env, session.verify = False, endpoints["bundle"]
+    keyvault_options = {"verify_challenge_resource": False,
+                        "connection_verify": endpoints["bundle"]}
+    monotonic, clock = ManualMonotonic(), FixedClock(datetime.datetime.now(datetime.timezone.utc))
+    app = bootstrap.compose(settings, credential=StaticTokenCredential(), session=session,
+                            key_vault_options={**keyvault_options, "monotonic": monotonic},
+                            clock=clock)
+    bootstrap.install(app)
+    admin = KeyVaultKeyAdmin(endpoints["keyvault_url"], StaticTokenCredential(), **keyvault_options)
+    for tenant in tenants:
+        admin.create(tenant)
+    summaries = _Summaries()
+    logging.getLogger("tokenvault.sweep").addHandler(summaries)
+    logging.getLogger("tokenvault.sweep").setLevel(logging.INFO)
+    work = {f.get_function_name(): f for f in index_functions(function_app.app)}[
+        "refresh_work"].get_user_function()
+
+    # --- seed: transactions of 100, a bounded number in flight (memory stays flat) ---------
+    now = clock.now()
+    due = {(t, u): token for (t, u), token in sample}
+
+    def rows_of(tenant: str, count: int):
+        key = app.keys.latest(tenant)
+        users = [u for (t, u) in due if t == tenant]
+        users += [str(uuid.uuid4()) for _ in range(count - len(users))]
+        for start in range(0, count, 100):
+            batch = []
+            for user in users[start:start + 100]:
+                token = due.get((tenant, user)) or "unissued." + secrets.token_urlsafe(40)
+                record = TokenRecord(
+                    tenant_id=tenant, user_id=user, client_id=CLIENT_ID, key_version=key.version,
+                    ciphertext=b"", status=Status.ACTIVE, scopes=SCOPES,
+                    created_at=now - datetime.timedelta(days=30),
+                    refreshed_at=now - datetime.timedelta(days=8 if (tenant, user) in due else 1))
+                binding = Binding(tenant, user, CLIENT_ID, key.version)
+                batch.append(to_entity(record.evolve(
+                    ciphertext=seal(key.material, Sensitive(token), binding))))
+            yield batch
+
+    per_tenant = size // len(tenants)
+    started = time.perf_counter()
+    with TableClient.from_connection_string(conn, table) as client, \
+            ThreadPoolExecutor(max_workers=options["workers"]) as pool:
+        in_flight = []
+        for tenant in tenants:
+            for batch in rows_of(tenant, per_tenant):
+                in_flight.append(pool.submit(client.submit_transaction,
+                                             [("create", e) for e in batch]))
+                if len(in_flight) >= 2 * options["workers"]:
+                    in_flight.pop(0).result()
+        for future in in_flight:
+            future.result()
+    seed_seconds = time.perf_counter() - started
+
+    def drain(workers: int, limit: int | None = None) -> int:
+        """Deliver queue messages to function_app's ``refresh_work`` as the host does."""
+        claimed, delivered = Counter(), Counter()
+        lock = threading.Lock()
+
+        def loop() -> None:
+            with QueueClient.from_connection_string(conn, settings.refresh_queue) as queue:
+                while True:
+                    with lock:
+                        want = 16 if limit is None else min(16, limit - claimed["n"])
+                        claimed["n"] += max(want, 0)
+                    if want <= 0:
+                        return
+                    messages = list(queue.receive_messages(max_messages=want,
+                                                           visibility_timeout=300))
+                    if not messages:
+                        return
+                    for message in messages:
+                        work(QueueMessage(id=message.id, body=base64.b64decode(message.content),
+                                          dequeue_count=message.dequeue_count))
+                        queue.delete_message(message)
+                    with lock:
+                        delivered["n"] += len(messages)
+
+        threads = [threading.Thread(target=loop) for _ in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return delivered["n"]
+
+    def one_sweep() -> dict:
+        started = time.perf_counter()
+        plan = app.sweep.plan_run()
+        planned = time.perf_counter()
+        drain(options["workers"])
+        done = time.perf_counter()
+        _, outcomes = summaries.take()
+        return {"planned": plan.planned, "scanned": plan.scanned, "outcomes": dict(outcomes),
+                "plan_s": round(planned - started, 2), "work_s": round(done - planned, 2),
+                "total_s": round(done - started, 2)}
+
+    def rotate(which: list[str]) -> None:
+        for tenant in which:
+            admin.rotate(tenant)
+        monotonic.advance(settings.key_cache_ttl + 1)
+
+    # --- 1. refresh: only the sample is due, nothing to rewrap ------------------------------
+    refresh = one_sweep()
+    refresh["records_per_s"] = round(len(sample) / refresh["total_s"], 1)
+    assert refresh["outcomes"] == {"refreshed": len(sample)}, refresh
+
+    # --- 2. rewrap: every record (or whole tenants up to the limit) on an old key ------------
+    rotated = tenants[:max(1, min(len(tenants), math.ceil(options["rewrap_limit"] / per_tenant)))]
+    rotate(rotated)
+    rewrap = one_sweep()
+    rewrap["records"] = len(rotated) * per_tenant
+    rewrap["sampled"] = len(rotated) < len(tenants)
+    rewrap["records_per_s"] = round(rewrap["records"] / rewrap["total_s"], 1)
+    assert rewrap["outcomes"] == {"rewrapped": rewrap["records"]}, rewrap
+
+    # --- 3. memory: plan over everything, then a fixed amount of work -------------------------
+    rotate(tenants)
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    plan = app.sweep.plan_run()
+    plan_current, plan_peak = (m - base for m in tracemalloc.get_traced_memory())
+    assert plan.planned == size, plan.as_log()
+    garbage = gc.collect()
+    plan_retained = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.reset_peak()
+    base = tracemalloc.get_traced_memory()[0]
+    worked = drain(1, limit=MEMORY_BATCHES)
+    work_peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    summaries.take()
+    with QueueClient.from_connection_string(conn, settings.refresh_queue) as queue:
+        queue.clear_messages()
+    status = Path("/proc/self/status").read_text()
+    memory = {"plan_peak_kib": round(plan_peak / 1024, 1), "plan_pages": math.ceil(size / 1000),
+              # after the plan returned: before a full gc, and what a full gc left of it
+              "plan_end_kib": round(plan_current / 1024, 1), "plan_cyclic_garbage": garbage,
+              "plan_retained_after_gc_kib": round(plan_retained / 1024, 1),
+              "work_peak_kib": round(work_peak / 1024, 1), "work_batches": worked,
+              "rss_kib": _proc_field(status, "VmRSS"), "rss_peak_kib": _proc_field(status, "VmHWM")}
+    with TableClient.from_connection_string(conn, table) as client:
+        client.delete_table()
+    return {"records": size, "tenants": len(tenants), "seed_s": round(seed_seconds, 2),
+            "refresh": refresh, "rewrap": rewrap, "memory": memory}
+
+
+def _proc_field(status: str, name: str) -> int:
+    for line in status.splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _run_size(endpoints, size, tenants, sample, options) -> dict:
+    with _SPAWN.Pool(1) as pool:
+        return pool.apply(_measure_size, (endpoints, size, tenants, sample, options))
+
+
+# --- main -----------------------------------------------------------------------------------
+
+def _ratio(value: float, base: float) -> float | None:
+    return round(value / base, 2) if base else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--tenants", type=int, default=10)
+    parser.add_argument("--refresh-sample", type=int, default=1000)
+    parser.add_argument("--rewrap-limit", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=4, help="queue workers (host batchSize)")
+    parser.add_argument("--latency-ms", type=float, default=50)
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    options = {"workers": args.workers, "rewrap_limit": args.rewrap_limit}
+
+    folder = Path(tempfile.mkdtemp(prefix="tokenvault-bench-sweep-"))
+    rows = []
+    with Azurite(folder / "azurite") as azurite:
+        fakes = Fakes(folder / "tls", args.latency_ms / 1000)
+        try:
+            endpoints = {**fakes.endpoints, "connection_string": azurite.connection_string}
+            for size in sizes:
+                tenants = [str(uuid.uuid4()) for _ in range(args.tenants)]
+                wanted = min(size, args.refresh_sample)
+                pairs = [(tenants[i % len(tenants)], str(uuid.uuid4())) for i in range(wanted)]
+                sample = list(zip(pairs, fakes.ask("refresh_tokens", pairs), strict=True))
+                before = fakes.ask("counts")
+                started = time.perf_counter()
+                row = _run_size(endpoints, size, tenants, sample, options)
+                after = fakes.ask("counts")
+                row["wall_s"] = round(time.perf_counter() - started, 1)
+                row["refresh"]["sample"] = wanted
+                row["idp_refresh_calls"] = after["entra"].get("refresh", 0) \
+                    - before["entra"].get("refresh", 0)
+                # The key admin's create and rotate calls (set) are in it, beside the sweeps' gets.
+                row["keyvault_requests_incl_admin"] = sum(after["keyvault"].values()) \
+                    - sum(before["keyvault"].values())
+                rows.append(row)
+                print(f"  {size:>7} records done in {row['wall_s']} s", file=sys.stderr,
+                      flush=True)
+        finally:
+            fakes.stop()
+
+    base = rows[0]
+    for row in rows:
+        m, b = row["memory"], base["memory"]
+        row["ratios_to_smallest"] = {
+            "plan_peak": _ratio(m["plan_peak_kib"], b["plan_peak_kib"]),
+            "work_peak": _ratio(m["work_peak_kib"], b["work_peak_kib"]),
+            "rss_peak": _ratio(m["rss_peak_kib"], b["rss_peak_kib"]),
+            "rewrap_records_per_s": _ratio(row["rewrap"]["records_per_s"],
+                                           base["rewrap"]["records_per_s"]),
+            "refresh_records_per_s": _ratio(row["refresh"]["records_per_s"],
+                                            base["refresh"]["records_per_s"])}
+    _print(rows, args)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "benchmark": "sweep", "when": datetime.datetime.now(datetime.timezone.utc)
+        .isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform(terse=True)},
+        "settings": {"tenants": args.tenants, "refresh_sample": args.refresh_sample,
+                     "rewrap_limit": args.rewrap_limit, "workers": args.workers,
+                     "entra_latency_ms": args.latency_ms, "keys": "Key Vault fake (HTTPS)",
+                     "batch_size": 20, "page_size": 1000},
+        "rows": rows}, indent=2) + "\n")
+    print(f"\nwritten: {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+def _print(rows: list[dict], args) -> None:
+    print(f"\nsweep: {args.tenants} tenants, Entra fake +{args.latency_ms:g} ms, "
+          f"{args.workers} queue workers, {os.cpu_count()} cores (shared with Azurite and the fakes)")
+    header = (f"{'records':>8} {'seed s':>7} | {'refresh n':>9} {'rec/s':>6} | "
+              f"{'rewrap n':>8} {'rec/s':>6} {'plan s':>6} | {'plan peak KiB':>13} {'×':>5} | "
+              f"{'work peak KiB':>13} {'×':>5} | {'RSS peak MiB':>12} {'×':>5}")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        m, r = row["memory"], row["ratios_to_smallest"]
+        rewrap_n = f"{row['rewrap']['records']}{'*' if row['rewrap']['sampled'] else ''}"
+        print(f"{row['records']:>8} {row['seed_s']:>7} | {row['refresh']['sample']:>9} "
+              f"{row['refresh']['records_per_s']:>6} | {rewrap_n:>8} "
+              f"{row['rewrap']['records_per_s']:>6} {row['rewrap']['plan_s']:>6} | "
+              f"{m['plan_peak_kib']:>13} {r['plan_peak']:>5} | {m['work_peak_kib']:>13} "
+              f"{r['work_peak']:>5} | {m['rss_peak_kib'] / 1024:>12.1f} {r['rss_peak']:>5}")
+    if any(row["rewrap"]["sampled"] for row in rows):
+        print("* rewrap measured on whole tenants up to --rewrap-limit records")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
