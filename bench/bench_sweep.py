@@ -120,9 +120,9 @@ class _Summaries(logging.Handler):
         if summary is None:
             return
         with self._lock2:
-            if record.getMessage() == "sweep.plan":
+            if getattr(record, "event", None) == "sweep.plan":
                 self.plans.append(summary)
-            elif record.getMessage() == "sweep.batch":
+            elif getattr(record, "event", None) == "sweep.batch":
                 self.batches.append(summary)
 
     def take(self) -> tuple[list[dict], Counter]:

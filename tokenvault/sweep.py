@@ -9,8 +9,9 @@ instead of running long.
 decides again: the plan's view may be minutes old. When a dependency throttles, the rest of
 the batch is put back on the queue, delayed by the Retry-After it was given.
 
-Both log one summary line (``sweep.plan`` / ``sweep.batch``) with counts; the plan's carries
-the key-version inventory: per tenant, how many records are on each key version.
+Both log one summary line (``sweep.plan {...}`` / ``sweep.batch {...}``: the name, then the
+counts as JSON); the plan's carries the key-version inventory: per tenant, how many records
+are on each key version.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ class Planner:
             self._send_batch(summary, tenant, users)
         summary.poisoned = self._poisoned()
         summary.duration = self._monotonic() - started
-        log.info("sweep.plan", extra={"sweep": summary.as_log()})
+        _summary("sweep.plan", summary.as_log())
         return summary
 
     def _latest_version(self, tenant_id: str, summary: PlanSummary) -> str | None:
@@ -198,7 +199,7 @@ class Worker:
                 log.error("sweep.record_failed", extra={"tenant_id": tenant_id,
                                                         "user_id": user_id, "code": error.code})
         summary.duration = time.monotonic() - started
-        log.info("sweep.batch", extra={"sweep": {**summary.as_log(), "attempt": attempt}})
+        _summary("sweep.batch", {**summary.as_log(), "attempt": attempt})
         return summary
 
     def _defer(self, message: dict, rest: list[str], retry_after: int,
@@ -207,6 +208,14 @@ class Worker:
         if rest:
             self._queue.send({**message, "users": rest}, delay=retry_after)
             summary.deferred = len(rest)
+
+
+def _summary(event: str, fields: dict) -> None:
+    """One summary line: the fields in the message itself, because the Functions worker ships a
+    record's message text to Application Insights and drops its extra attributes; and as the
+    record's ``sweep`` attribute for local handlers and tests."""
+    log.info("%s %s", event, json.dumps(fields, sort_keys=True, separators=(",", ":")),
+             extra={"sweep": fields, "event": event})
 
 
 class SweepHandler:

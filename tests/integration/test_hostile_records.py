@@ -206,7 +206,7 @@ def test_the_sweep_flags_and_skips_tampered_rows_and_works_the_rest_of_the_batch
         failed = [r for r in caplog.records if r.getMessage() == "sweep.record_failed"
                   and getattr(r, "user_id", None) == user]
         assert [r.code for r in failed] == ["ciphertext_invalid"]
-    batches = [r.sweep for r in caplog.records if r.getMessage() == "sweep.batch"]
+    batches = [r.sweep for r in caplog.records if getattr(r, "event", None) == "sweep.batch"]
     assert [(b["failed"], b["refreshed"]) for b in batches] == [(3, 3)]
 
 

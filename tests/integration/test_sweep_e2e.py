@@ -138,7 +138,7 @@ def drain(stack: Stack, *, stop_on_failure: bool = False) -> Drained:
 
 
 def summaries(caplog, name: str) -> list[dict]:
-    return [r.sweep for r in caplog.records if r.getMessage() == name]
+    return [r.sweep for r in caplog.records if getattr(r, "event", None) == name]
 
 
 def sweep(stack: Stack, caplog) -> tuple[dict, list[dict]]:

@@ -174,8 +174,8 @@ def test_summaries_are_logged_as_one_structured_line_each(world, caplog):
     world.keys.rotate(TENANTS[0])
     with caplog.at_level(logging.INFO, logger="tokenvault.sweep"):
         Sweep(world).run()
-    plans = [r for r in caplog.records if r.getMessage() == "sweep.plan"]
-    batches = [r for r in caplog.records if r.getMessage() == "sweep.batch"]
+    plans = [r for r in caplog.records if getattr(r, "event", None) == "sweep.plan"]
+    batches = [r for r in caplog.records if getattr(r, "event", None) == "sweep.batch"]
     assert len(plans) == 1 and len(batches) == 3
     assert plans[0].sweep["planned"] == 60 and TENANTS[0] in plans[0].sweep["inventory"]
     assert sum(b.sweep["rewrapped"] for b in batches) == 60
