@@ -179,6 +179,10 @@ def test_summaries_are_logged_as_one_structured_line_each(world, caplog):
     assert len(plans) == 1 and len(batches) == 3
     assert plans[0].sweep["planned"] == 60 and TENANTS[0] in plans[0].sweep["inventory"]
     assert sum(b.sweep["rewrapped"] for b in batches) == 60
+    # The message text alone carries the fields: it is all Application Insights receives.
+    for record in plans + batches:
+        name, fields = record.getMessage().split(" ", 1)
+        assert name == record.event and json.loads(fields) == json.loads(json.dumps(record.sweep))
 
 
 def handler(sweep: Sweep) -> SweepHandler:
