@@ -46,6 +46,13 @@ class App:
     keys: "Keys"
     records: "Records"
     clock: "Clock"
+    #: the SDK clients holding connections, closed by ``close``.
+    clients: tuple = ()
+
+    def close(self) -> None:
+        """Close the SDK clients' connections (tests and local hosts; Azure ends the process)."""
+        for client in self.clients:
+            client.close()
 
 
 def compose(settings: "Settings", *, credential: Any = None, session: Any = None,
@@ -111,7 +118,8 @@ def compose(settings: "Settings", *, credential: Any = None, session: Any = None
                       refresh_after=settings.refresh_after)
     worker = Worker(vault=vault, queue=queue, clock=clock, refresh_after=settings.refresh_after)
     return App(settings=settings, vault=vault, api=api, keys=keys, records=records, clock=clock,
-               sweep=SweepHandler(planner=planner, worker=worker))
+               sweep=SweepHandler(planner=planner, worker=worker),
+               clients=tuple(c for c in (keys, records, queue) if hasattr(c, "close")))
 
 
 def _azure_credential(settings: "Settings"):

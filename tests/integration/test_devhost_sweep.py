@@ -53,8 +53,9 @@ def fixed_queue_stack(stack, keyvault_credential, keyvault_options, entra_sessio
                             key_vault_options={**keyvault_options, "monotonic": stack.monotonic},
                             clock=stack.clock)
     bootstrap.install(app)  # the stack fixture resets it at the end
-    return Stack(app, entra=stack.entra, keyvault=stack.keyvault, admin=stack.admin,
-                 clock=stack.clock, monotonic=stack.monotonic, azurite=stack.azurite)
+    yield Stack(app, entra=stack.entra, keyvault=stack.keyvault, admin=stack.admin,
+                clock=stack.clock, monotonic=stack.monotonic, azurite=stack.azurite)
+    app.close()
 
 
 @pytest.fixture

@@ -14,11 +14,13 @@ asks for other scopes, which is another request to msal.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import re
 import socket
 import struct
 import threading
+import warnings
 
 import pytest
 from requests.adapters import HTTPAdapter
@@ -124,7 +126,14 @@ class Network(HTTPAdapter):
 def network(stack, tenant, entra_session) -> Network:
     adapter = Network()
     entra_session.mount(f"{stack.entra.authority_host}/{tenant}/oauth2/", adapter)
-    return adapter
+    yield adapter
+    adapter.close()
+    # urllib3 drops a connection that timed out or was reset mid-handshake without closing its
+    # socket; collect those here, where they were made, rather than let the garbage collector
+    # raise their ResourceWarning in whichever test runs next.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
 
 
 @pytest.fixture

@@ -50,15 +50,20 @@ class StorageRequests:
 def recompose(stack, keyvault_credential, keyvault_options, entra_session):
     """Compose and install the app again as the stack fixture does, with other settings or
     storage client options; the stack fixture uninstalls it at the end."""
+    built = []
+
     def build(settings=None, **options):
         app = bootstrap.compose(settings or stack.settings, credential=keyvault_credential,
                                 session=entra_session, clock=stack.clock,
                                 key_vault_options={**keyvault_options, "monotonic": stack.monotonic},
                                 **options)
+        built.append(app)
         bootstrap.install(app)
         return app
 
-    return build
+    yield build
+    for app in built:
+        app.close()
 
 
 class Scene:

@@ -126,6 +126,8 @@ def stack(azurite, entra, keyvault, keyvault_credential, keyvault_options, entra
                     monotonic=monotonic, azurite=azurite)
     finally:
         bootstrap.reset()
+        app.close()
+        admin.close()
 
 
 def days_ago(clock: FixedClock, days: float) -> datetime:
