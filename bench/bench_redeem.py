@@ -408,8 +408,7 @@ def table(result: dict) -> str:
         lines.append(f"sweep (bench_sweep.py, {result['sweep'].get('when')}): {row.get('records'):,} "
                      f"records: refresh {refresh.get('records_per_s')} records/s, rewrap "
                      f"{rewrap.get('records_per_s')} records/s, plan peak {mem.get('plan_peak_kib')} "
-                     f"KiB, work peak {mem.get('work_peak_kib')} KiB, Key Vault calls "
-                     f"{row.get('keyvault_calls')}")
+                     f"KiB, work peak {mem.get('work_peak_kib')} KiB")
     lines.append("\nTargets:")
     for name, check in result["targets"].items():
         lines.append(f"  [{'met' if check['met'] else 'MISSED'}] {name}: {check['value']}")

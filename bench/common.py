@@ -95,13 +95,37 @@ def _serve_fakes(conn, folder: str) -> None:
                 return
 
 
+class InMemoryAzurite(Azurite):
+    """Azurite with ``--inMemoryPersistence``: with 10^5 users of each kind the table holds
+    ~600 MB, and Azurite's periodic save of it as one JSON string exceeds V8's limit on a
+    string's length and kills the process. Nothing here needs the data after the run."""
+
+    def start(self, *, timeout: float = 60) -> "InMemoryAzurite":
+        import subprocess
+
+        original = subprocess.Popen
+
+        def popen(args, *rest, **options):
+            # --location and --inMemoryPersistence exclude each other.
+            where = args.index("--location")
+            args = [*args[:where], *args[where + 2:], "--inMemoryPersistence"]
+            return original(args, *rest, **options)
+
+        subprocess.Popen = popen
+        try:
+            super().start(timeout=timeout)
+        finally:
+            subprocess.Popen = original
+        return self
+
+
 class Services:
     """``with Services() as services:`` Azurite plus the Entra and Key Vault fakes."""
 
     def __init__(self, *, latency: float = 0.020) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="tokenvault-bench-"))
         self.latency = latency
-        self.azurite = Azurite(self.folder / "azurite")
+        self.azurite = InMemoryAzurite(self.folder / "azurite")
         self._conn = None
         self._child = None
 
