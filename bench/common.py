@@ -20,6 +20,7 @@ import datetime
 import multiprocessing
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -150,6 +151,7 @@ class Services:
             self._child.join(timeout=10)
         finally:
             self.azurite.stop(grace=2)
+            shutil.rmtree(self.folder, ignore_errors=True)
 
     def _ask(self, *command):
         self._conn.send(command)
