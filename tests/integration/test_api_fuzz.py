@@ -33,9 +33,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.support.devhost_process import local_devhost
+from tests.support.devhost_process import onboarded_devhost
 from tests.support.stack_fixtures import CALLER_APP, SCOPES, STRANGER_APP, new_id
-from tokenvault.key_admin import LocalKeyringAdmin
 
 POSITIVE, NEGATIVE = schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE
 TENANT, USER = new_id(), new_id()
@@ -52,12 +51,9 @@ CALLERS = ("generated", "user", "own record", "allowed app", "unlisted app")
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, azurite, entra_server, ca, client_id, client_secret):
-    host = local_devhost(tmp_path_factory.mktemp("fuzz"), storage=azurite.connection_string,
-                         authority_host=entra_server.authority_host, ca_bundle=ca.bundle,
-                         client_id=client_id, client_secret=client_secret,
-                         redeem_callers=CALLER_APP)
-    LocalKeyringAdmin(host.keyring).create(TENANT)
-    with host:
+    with onboarded_devhost(tmp_path_factory.mktemp("fuzz"), TENANT, azurite=azurite,
+                           entra=entra_server, ca=ca, client_id=client_id,
+                           client_secret=client_secret, redeem_callers=CALLER_APP) as host:
         yield host
 
 

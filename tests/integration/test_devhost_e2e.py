@@ -12,9 +12,8 @@ import pytest
 import requests
 
 from scripts.demo_idp import MINT_PATH, DemoIdentityProvider
-from tests.support.devhost_process import local_devhost
+from tests.support.devhost_process import local_devhost, onboarded_devhost
 from tests.support.stack_fixtures import CALLER_APP, SCOPES, new_id
-from tokenvault.key_admin import LocalKeyringAdmin
 
 JSON = "application/json; charset=utf-8"
 PROBLEM = "application/problem+json; charset=utf-8"
@@ -24,12 +23,9 @@ TENANT = new_id()
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, azurite, entra_server, ca, client_id, client_secret):
-    host = local_devhost(tmp_path_factory.mktemp("devhost"), storage=azurite.connection_string,
-                         authority_host=entra_server.authority_host, ca_bundle=ca.bundle,
-                         client_id=client_id, client_secret=client_secret,
-                         redeem_callers=CALLER_APP)
-    LocalKeyringAdmin(host.keyring).create(TENANT)
-    with host:
+    with onboarded_devhost(tmp_path_factory.mktemp("devhost"), TENANT, azurite=azurite,
+                           entra=entra_server, ca=ca, client_id=client_id,
+                           client_secret=client_secret, redeem_callers=CALLER_APP) as host:
         yield host
 
 

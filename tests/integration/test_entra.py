@@ -34,16 +34,6 @@ CUSTOM_CLAIMS = json.dumps({"access_token": {"acrs": {"essential": True, "value"
 
 
 @pytest.fixture
-def tenant() -> str:
-    return str(uuid.uuid4())
-
-
-@pytest.fixture
-def oid() -> str:
-    return str(uuid.uuid4())
-
-
-@pytest.fixture
 def provider(entra, entra_session, client_id, client_secret) -> EntraIdentityProvider:
     # A fresh provider per test: msal's own throttling memory (an identical failed request
     # is answered from it for 60 s) must not carry over from another test.

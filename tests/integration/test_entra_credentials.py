@@ -30,16 +30,6 @@ pytestmark = pytest.mark.integration
 GRAPH = ("https://graph.microsoft.com/User.Read",)
 
 
-@pytest.fixture
-def tenant() -> str:
-    return str(uuid.uuid4())
-
-
-@pytest.fixture
-def oid() -> str:
-    return str(uuid.uuid4())
-
-
 def _claims(token: Sensitive[str]) -> dict:
     return jwt.decode(token.reveal(), options={"verify_signature": False})
 

@@ -39,11 +39,6 @@ def store(request, tmp_path) -> Store:
         yield Store(LocalKeyringAdmin(path), LocalKeyring(path, ttl=0, monotonic=ManualMonotonic()))
 
 
-@pytest.fixture
-def tenant() -> str:
-    return str(uuid.uuid4())
-
-
 def test_create_then_rotate_makes_versions_the_reader_uses(store, tenant):
     first = store.admin.create(tenant)
     assert store.keys.latest(tenant).version == first.version

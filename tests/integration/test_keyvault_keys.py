@@ -10,7 +10,6 @@ import base64
 import logging
 import os
 import threading
-import uuid
 from collections import Counter
 
 import pytest
@@ -36,11 +35,6 @@ from tokenvault.keys import KeyVaultKeys, _translate
 
 pytestmark = pytest.mark.integration
 TTL = 300
-
-
-@pytest.fixture
-def tenant() -> str:
-    return str(uuid.uuid4())
 
 
 @pytest.fixture

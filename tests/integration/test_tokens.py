@@ -42,16 +42,6 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def tenant() -> str:
-    return str(uuid.uuid4())
-
-
-@pytest.fixture
-def oid() -> str:
-    return str(uuid.uuid4())
-
-
-@pytest.fixture
 def make_validator(entra, entra_session, client_id, clock):
     def make(**options) -> TokenValidator:
         options.setdefault("authority_host", entra.authority_host)

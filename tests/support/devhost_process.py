@@ -81,6 +81,20 @@ def local_devhost(folder: Path, *, storage: str, authority_host: str, ca_bundle:
     return DevHostProcess(app_folder(folder / "app", values), keyring=keyring)
 
 
+def onboarded_devhost(folder: Path, tenant_id: str, *, azurite, entra, ca, client_id: str,
+                      client_secret: str, redeem_callers: str = "") -> "DevHostProcess":
+    """A dev host (not started) on the session's Azurite and Entra fake, with a key for
+    ``tenant_id`` in its keyring."""
+    from tokenvault.key_admin import LocalKeyringAdmin
+
+    host = local_devhost(folder, storage=azurite.connection_string,
+                         authority_host=entra.authority_host, ca_bundle=ca.bundle,
+                         client_id=client_id, client_secret=client_secret,
+                         redeem_callers=redeem_callers)
+    LocalKeyringAdmin(host.keyring).create(tenant_id)
+    return host
+
+
 class DevHostProcess:
     """``with DevHostProcess(folder) as host: requests.get(host.api + "/health")``"""
 

@@ -8,6 +8,7 @@ session's test CA explicitly and ignores the environment, so no fixture has to s
 from __future__ import annotations
 
 import secrets
+import uuid
 
 import pytest
 import requests
@@ -50,3 +51,15 @@ def entra_session(ca: TestCA):
     session.verify = str(ca.bundle)
     yield session
     session.close()
+
+
+@pytest.fixture
+def tenant() -> str:
+    """A fresh tenant id (the fake serves any)."""
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def oid() -> str:
+    """A fresh user object id."""
+    return str(uuid.uuid4())

@@ -31,11 +31,6 @@ def new_version() -> tuple[dict, bytes]:
 
 
 @pytest.fixture
-def tenant() -> str:
-    return str(uuid.uuid4())
-
-
-@pytest.fixture
 def clock() -> ManualMonotonic:
     return ManualMonotonic()
 
