@@ -13,20 +13,24 @@ stamp_ok() { # stamp_ok STAMPFILE FILE... : the files are unchanged since the st
 }
 write_stamp() { local stamp=$1; shift; cat "$@" | sha256sum > "$stamp"; }
 
-ensure_python() {
-  local reqs=("$ROOT/requirements.txt" "$ROOT/requirements-dev.txt")
-  if [ ! -x "$PY" ]; then
-    say "creating $VENV"
+ensure_venv() { # ensure_venv DIR REQUIREMENTS [STAMPED...]: a venv with those requirements
+  local venv=$1 reqs=$2; shift 2
+  local stamped=("$reqs" "$@")
+  if [ ! -x "$venv/bin/python" ]; then
+    say "creating $venv"
     local base
     base=$(command -v python3.11 || command -v python3)
-    "$base" -m venv "$VENV"
+    "$base" -m venv "$venv"
   fi
-  if ! stamp_ok "$VENV/.requirements.sha256" "${reqs[@]}"; then
-    say "installing Python requirements"
-    "$PY" -m pip install --quiet --disable-pip-version-check -r "$ROOT/requirements-dev.txt"
-    write_stamp "$VENV/.requirements.sha256" "${reqs[@]}"
+  if ! stamp_ok "$venv/.requirements.sha256" "${stamped[@]}"; then
+    say "installing $(basename "$reqs")"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$reqs"
+    write_stamp "$venv/.requirements.sha256" "${stamped[@]}"
   fi
 }
+
+# requirements-dev.txt includes requirements.txt, so a change to either reinstalls.
+ensure_python() { ensure_venv "$VENV" "$ROOT/requirements-dev.txt" "$ROOT/requirements.txt"; }
 
 ensure_node() {
   if ! command -v npm >/dev/null; then
@@ -42,17 +46,5 @@ ensure_node() {
 CHECKOV_VENV="$ROOT/.venv-checkov"
 CHECKOV="$CHECKOV_VENV/bin/checkov"
 
-ensure_checkov() { # checkov gets a venv of its own: its dependency pins clash with the app's
-  local reqs=("$ROOT/requirements-checkov.txt")
-  if [ ! -x "$CHECKOV_VENV/bin/python" ]; then
-    say "creating $CHECKOV_VENV"
-    local base
-    base=$(command -v python3.11 || command -v python3)
-    "$base" -m venv "$CHECKOV_VENV"
-  fi
-  if ! stamp_ok "$CHECKOV_VENV/.requirements.sha256" "${reqs[@]}"; then
-    say "installing checkov"
-    "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "${reqs[0]}"
-    write_stamp "$CHECKOV_VENV/.requirements.sha256" "${reqs[@]}"
-  fi
-}
+# checkov gets a venv of its own: its dependency pins clash with the app's.
+ensure_checkov() { ensure_venv "$CHECKOV_VENV" "$ROOT/requirements-checkov.txt"; }
