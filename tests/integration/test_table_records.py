@@ -24,6 +24,8 @@ from tests.support.storage_fixtures import (
 )
 from tokenvault.envelope import Binding, seal, unseal
 from tokenvault.errors import NotFound, RecordConflict
+from tokenvault.key_admin import LocalKeyringAdmin
+from tokenvault.keys import LocalKeyring
 from tokenvault.model import RecordSummary, Status, TokenRecord
 from tokenvault.records import TableRecords
 
@@ -220,3 +222,22 @@ def test_no_repr_or_log_line_shows_ciphertext_or_plaintext(records, secret_token
     assert unseal(key_material, records.get(stored.key).ciphertext, binding) == secret_token
     assert not [form for form in forms for text in shown if form in text]
 
+
+
+# --- the round trip of DESIGN.md's local set-up -----------------------------------------------
+
+def test_a_record_stored_in_azurite_decrypts_with_the_key_from_the_local_keyring(records, tmp_path):
+    tenant = new_id()
+    keyring = tmp_path / "keyring.json"
+    LocalKeyringAdmin(keyring).create(tenant)
+    key = LocalKeyring(keyring).latest(tenant)
+    token = new_secret_token()
+    record = make_record(tenant, key_version=key.version)
+    binding = Binding(record.tenant_id, record.user_id, record.client_id, record.key_version)
+    records.create(record.evolve(ciphertext=seal(key.material, token, binding)))
+
+    stored = records.get(record.key)
+
+    # A fresh reader of the keyring file, as another process (the sweep, ops) would be.
+    reread = LocalKeyring(keyring).get(tenant, stored.key_version)
+    assert unseal(reread.material, stored.ciphertext, binding) == token
