@@ -151,7 +151,13 @@ def current() -> App:
             from .settings import Settings
 
             try:
-                _app = compose(Settings.from_environ())
+                settings = Settings.from_environ()
+                if settings.in_azure:
+                    # The worker ships message text alone to Application Insights.
+                    from . import logfields
+
+                    logfields.install()
+                _app = compose(settings)
             except SettingError as error:
                 log.error("configuration error: %s", error.message)
                 raise

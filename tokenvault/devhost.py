@@ -36,6 +36,7 @@ import azure.functions as func
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
+from . import logfields
 from .ncrontab import Schedule
 
 log = logging.getLogger("tokenvault.devhost")
@@ -269,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     for noisy in ("azure", "msal", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logfields.install()  # ids, codes and correlation ids on the console, as in Azure
 
     folder = args.folder.resolve()
     settings_file = folder / "local.settings.json"

@@ -12,6 +12,7 @@ from tokenvault import bootstrap
 from tokenvault.devhost import index_functions
 from tokenvault.openapi import document
 
+CLIENT = "3b9f0c1e-5d7a-4e2b-9c8d-0a1b2c3d4e5f"
 FUNCTIONS = {f.get_function_name(): f for f in index_functions(function_app.app)}
 
 
@@ -82,3 +83,23 @@ def test_health_and_openapi_answer_without_composing_the_app(unconfigured):
     assert json.loads(health.get_body())["status"] == "ok"
     spec = call("openapi")
     assert spec.status_code == 200 and json.loads(spec.get_body())["openapi"] == "3.1.0"
+
+
+def test_in_azure_the_log_fields_go_into_the_message_text(unconfigured, monkeypatch):
+    from tokenvault.logfields import FieldsInMessage
+
+    azure = {"WEBSITE_INSTANCE_ID": "instance-1", "TOKENVAULT_CLIENT_ID": CLIENT,
+             "TOKENVAULT_CLIENT_ASSERTION": "managed_identity", "AZURE_CLIENT_ID": CLIENT,
+             "TOKENVAULT_KEY_VAULT_URL": "https://tv.vault.azure.net",
+             "AzureWebJobsStorage__accountName": "tvstore"}
+    for name, value in azure.items():
+        monkeypatch.setenv(name, value)
+    root = logging.getLogger()
+    try:
+        bootstrap.current()  # composes without a network call: clients connect on first use
+        assert root.handlers and all(any(isinstance(f, FieldsInMessage) for f in h.filters)
+                                     for h in root.handlers)
+    finally:
+        for handler in root.handlers:
+            for added in [f for f in handler.filters if isinstance(f, FieldsInMessage)]:
+                handler.removeFilter(added)
