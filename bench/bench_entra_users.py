@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 import msal  # noqa: E402
 import requests  # noqa: E402
 
-from tokenvault.entra import EntraIdentityProvider  # noqa: E402
+from tokenvault.adapters.entra import EntraIdentityProvider  # noqa: E402
 from tokenvault.sensitive import Sensitive  # noqa: E402
 
 SIZES = (10, 1_000, 10_000)

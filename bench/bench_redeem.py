@@ -266,11 +266,13 @@ def keyvault_per_redeems(setup: Setup, redeems: int) -> dict:
 
 
 def keyvault_per_sweep(services: common.Services, admin, users_per_tenant: int = 10) -> dict:
-    """One sweep in-process (MemoryQueue, Planner, Worker, as ``tokenvault.ops`` runs it) over
+    """One sweep in-process (MemoryQueue, Planner, Worker, as ``tokenvault.cli`` runs it) over
     a table of its own: 10 tenants whose keys were all rotated, so every record is rewrapped,
     with a process that has never fetched a key (cold cache: the most it can cost)."""
+    from tokenvault.adapters.memory_queue import MemoryQueue
+    from tokenvault.cli.sweep import run_in_process
     from tokenvault.ports import SystemClock
-    from tokenvault.sweep import MemoryQueue, Planner, Worker, run_in_process
+    from tokenvault.sweep import Planner, Worker
 
     endpoints = services.endpoints()
     table = "sweep" + uuid.uuid4().hex[:16]

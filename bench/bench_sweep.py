@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import dataclasses
 import datetime
 import gc
 import json
@@ -52,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.azurite import Azurite  # noqa: E402
+from tokenvault.dev.azurite import Azurite  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "sweep.json"
 CLIENT_ID = "3b9f0c1e-5d7a-4e2b-9c8d-0a1b2c3d4e5f"
@@ -149,13 +148,13 @@ def _measure_size(endpoints: dict, size: int, tenants: list[str], sample: list[t
     from tests.fakes import FixedClock
     from tests.support.keyvault import ManualMonotonic, StaticTokenCredential
     from tokenvault import bootstrap
-    from tokenvault.devhost import index_functions
+    from tokenvault.adapters.key_admin import KeyVaultKeyAdmin
+    from tokenvault.adapters.table_entity import to_entity
+    from tokenvault.dev.devhost import index_functions
     from tokenvault.envelope import Binding, seal
-    from tokenvault.key_admin import KeyVaultKeyAdmin
     from tokenvault.model import Status, TokenRecord
     from tokenvault.sensitive import Sensitive
     from tokenvault.settings import Settings
-    from tokenvault.table_entity import to_entity
 
     conn = endpoints["connection_string"]
     table = "sweep" + uuid.uuid4().hex[:16]
@@ -165,7 +164,7 @@ def _measure_size(endpoints: dict, size: int, tenants: list[str], sample: list[t
         "TOKENVAULT_KEY_VAULT_URL": endpoints["keyvault_url"], "TOKENVAULT_KEY_CACHE_TTL": "300",
         "TOKENVAULT_REFRESH_AFTER": "P7D", "TOKENVAULT_TABLE": table,
         "AzureWebJobsStorage": conn})
-    settings = dataclasses.replace(settings, refresh_queue="q" + uuid.uuid4().hex[:20])
+    settings = settings.with_backend(refresh_queue="q" + uuid.uuid4().hex[:20])
     session = requests.Session()
     session.trust_env, session.verify = False, endpoints["bundle"]
     keyvault_options = {"verify_challenge_resource": False,
@@ -227,7 +226,7 @@ def _measure_size(endpoints: dict, size: int, tenants: list[str], sample: list[t
         lock = threading.Lock()
 
         def loop() -> None:
-            with QueueClient.from_connection_string(conn, settings.refresh_queue) as queue:
+            with QueueClient.from_connection_string(conn, settings.backend.refresh_queue) as queue:
                 while True:
                     with lock:
                         want = 16 if limit is None else min(16, limit - claimed["n"])
@@ -266,7 +265,7 @@ def _measure_size(endpoints: dict, size: int, tenants: list[str], sample: list[t
     def rotate(which: list[str]) -> None:
         for tenant in which:
             admin.rotate(tenant)
-        monotonic.advance(settings.key_cache_ttl + 1)
+        monotonic.advance(settings.backend.key_cache_ttl + 1)
 
     # --- 1. refresh: only the sample is due, nothing to rewrap ------------------------------
     refresh = one_sweep()
@@ -298,7 +297,7 @@ def _measure_size(endpoints: dict, size: int, tenants: list[str], sample: list[t
     work_peak = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
     summaries.take()
-    with QueueClient.from_connection_string(conn, settings.refresh_queue) as queue:
+    with QueueClient.from_connection_string(conn, settings.backend.refresh_queue) as queue:
         queue.clear_messages()
     status = Path("/proc/self/status").read_text()
     memory = {"plan_peak_kib": round(plan_peak / 1024, 1), "plan_pages": math.ceil(size / 1000),

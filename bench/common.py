@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 import requests  # noqa: E402
 
-from tests.support.azurite import Azurite  # noqa: E402
+from tokenvault.dev.azurite import Azurite  # noqa: E402
 
 __all__ = ["ROOT", "RESULTS", "CLIENT_ID", "CLIENT_SECRET", "SCOPES", "Services", "new_id",
            "http_session", "environ", "compose_app", "cache_free_vault", "key_admin",
@@ -221,7 +221,7 @@ def compose_app(endpoints: dict, table: str, *, session: requests.Session | None
     from tokenvault.settings import Settings
 
     settings = Settings.from_environ(environ(endpoints, table))
-    settings = dataclasses.replace(settings, refresh_queue="q" + uuid.uuid4().hex[:20])
+    settings = settings.with_backend(refresh_queue="q" + uuid.uuid4().hex[:20])
     return bootstrap.compose(settings, credential=StaticTokenCredential(),
                              session=session or http_session(endpoints["bundle"]),
                              key_vault_options=_keyvault_options(endpoints["bundle"]))
@@ -231,7 +231,7 @@ def cache_free_vault(app, session: requests.Session):
     """The composed app's vault without the in-memory access-token cache: every redeem is a
     real refresh. Same keys and records adapters; the identity adapter built as compose
     builds it."""
-    from tokenvault.entra import EntraIdentityProvider
+    from tokenvault.adapters.entra import EntraIdentityProvider
     from tokenvault.ports import SystemClock
     from tokenvault.vault import Vault
 
@@ -242,7 +242,7 @@ def cache_free_vault(app, session: requests.Session):
 
 def key_admin(endpoints: dict):
     from tests.support.keyvault import StaticTokenCredential
-    from tokenvault.key_admin import KeyVaultKeyAdmin
+    from tokenvault.adapters.key_admin import KeyVaultKeyAdmin
 
     return KeyVaultKeyAdmin(endpoints["keyvault_url"], StaticTokenCredential(),
                             **_keyvault_options(endpoints["bundle"]))
@@ -415,19 +415,19 @@ def utc_now() -> str:
 # --- the dev host, in a process of its own ---------------------------------------------------
 
 def _serve_devhost(conn, endpoints: dict, table: str) -> None:
-    """The child process: function_app served by tokenvault.devhost's HTTP server, with the
+    """The child process: function_app served by tokenvault.dev.devhost's HTTP server, with the
     app composed on the same parts and the access-token cache off (every redeem refreshes)."""
     import function_app
     from tokenvault import bootstrap
-    from tokenvault.devhost import DevHost, _serve
+    from tokenvault.adapters.caller_tokens import CallerTokenValidator
+    from tokenvault.dev.devhost import DevHost, _serve
     from tokenvault.http import Api
     from tokenvault.ports import SystemClock
-    from tokenvault.tokens import TokenValidator
 
     session = http_session(endpoints["bundle"])
     app = compose_app(endpoints, table, session=session)
     vault = cache_free_vault(app, session)
-    api = Api(vault=vault, authenticate=TokenValidator.from_settings(app.settings, session=session),
+    api = Api(vault=vault, authenticate=CallerTokenValidator.from_settings(app.settings, session=session),
               redeem_callers=app.settings.redeem_callers, clock=SystemClock())
     bootstrap.install(dataclasses.replace(app, vault=vault, api=api))
     # The host resolves the timer's %TOKENVAULT_REFRESH_SCHEDULE% from the app settings.

@@ -21,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from tests.support.azurite import Azurite
+from tokenvault.dev.azurite import Azurite
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = ROOT / ".local"
@@ -116,7 +116,7 @@ def _azurite(env: dict) -> Azurite:
 
 
 def _ensure_demo_tenant(keyring: Path) -> None:
-    from tokenvault.key_admin import LocalKeyringAdmin
+    from tokenvault.adapters.key_admin import LocalKeyringAdmin
 
     admin = LocalKeyringAdmin(keyring)
     if DEMO_TENANT not in admin.tenants():
@@ -127,7 +127,7 @@ def _ensure_demo_tenant(keyring: Path) -> None:
 def _host_command(port: int) -> list[str]:
     if shutil.which("func"):
         return ["func", "start", "--port", str(port)]
-    return [sys.executable, "-m", "tokenvault.devhost", "--port", str(port)]
+    return [sys.executable, "-m", "tokenvault.dev.devhost", "--port", str(port)]
 
 
 def _wait_for(url: str, process: subprocess.Popen, timeout: float = 60) -> None:

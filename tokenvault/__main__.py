@@ -1,5 +1,5 @@
-"""``python -m tokenvault``: the ops CLI (see tokenvault/ops.py)."""
+"""``python -m tokenvault``: the ops CLI (``tokenvault.cli``)."""
 
-from .ops import main
+from .cli import main
 
 raise SystemExit(main())

@@ -6,8 +6,10 @@ setting is then a ``SettingError`` — one log line naming the setting and a 500
 answer — and the next call tries again, so fixing the app setting heals the app without a
 crash loop of the worker.
 
-Tests and the dev host compose the same way through ``compose``, passing what differs
-locally (a credential for the Key Vault fake, an HTTP session that trusts a test CA).
+The builders (``build_keys``, ``build_records``, ``build_queue``, ``build_key_admin``,
+``build_sweep``) are the one place each adapter is made from settings: ``compose`` uses them for
+the app, the ops CLI for its commands. Tests and the dev host compose the same way, passing what
+differs locally (a credential for the Key Vault fake, an HTTP session that trusts a test CA).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
@@ -24,13 +27,20 @@ from . import __version__
 from .errors import SettingError
 
 if TYPE_CHECKING:  # the heavy imports stay out of function_app's import time
+    from azure.core.credentials import TokenCredential
+
+    from .adapters.key_admin import KeyAdmin
+    from .adapters.storage_queue import StorageQueue
+    from .adapters.table_records import TableRecords
     from .http import Api
-    from .ports import Clock, Keys, Records
-    from .settings import Settings
-    from .sweep import SweepHandler
+    from .ports import Clock, Keys, Queue, Records
+    from .settings import BackendSettings, Settings, StorageConnection
+    from .sweep import Planner, SweepHandler, Worker
     from .vault import Vault
 
-__all__ = ["App", "compose", "api", "sweep", "health", "openapi", "install", "reset"]
+__all__ = ["App", "Credentials", "compose", "build_keys", "build_records", "build_queue",
+           "build_key_admin", "build_sweep", "api", "sweep", "health", "openapi", "install",
+           "reset", "current"]
 
 log = logging.getLogger("tokenvault.bootstrap")
 
@@ -55,54 +65,135 @@ class App:
             client.close()
 
 
+class Credentials:
+    """The Azure credentials the adapters authenticate with, made on first need.
+
+    ``fixed`` (tests, benchmarks) is used for everything. Otherwise one credential per
+    managed-identity client id: in Azure a ``ManagedIdentityCredential`` for a user-assigned
+    identity (``DefaultAzureCredential``'s chain would only add start-up probes there),
+    elsewhere ``DefaultAzureCredential`` (a developer's or a pipeline's sign-in).
+    """
+
+    def __init__(self, *, fixed: Any = None, in_azure: bool = False,
+                 client_id: str | None = None) -> None:
+        self._fixed, self._in_azure, self._client_id = fixed, in_azure, client_id
+        self._made: dict[str | None, Any] = {}
+
+    def get(self, client_id: str | None = None) -> "TokenCredential":
+        """The credential of ``client_id`` (default: the app's own managed identity)."""
+        if self._fixed is not None:
+            return self._fixed
+        client_id = client_id or self._client_id
+        if client_id not in self._made:
+            from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+            self._made[client_id] = ManagedIdentityCredential(client_id=client_id) \
+                if self._in_azure and client_id \
+                else DefaultAzureCredential(managed_identity_client_id=client_id)
+        return self._made[client_id]
+
+    def for_storage(self, connection: "StorageConnection") -> "TokenCredential | None":
+        """Identity-based storage authenticates as the connection's own client id
+        (``AzureWebJobsStorage__clientId``), as the Functions host does; a connection string
+        needs no credential."""
+        return self.get(connection.client_id) if connection.identity_based else None
+
+
+# --- builders: each adapter from settings, in one place ----------------------------------
+
+def build_keys(backend: "BackendSettings", credentials: Credentials, **options: Any) -> "Keys":
+    """The read side of the tenant keys. ``options`` go to ``KeyVaultKeys`` (and from there
+    to ``SecretClient``)."""
+    if backend.key_vault_url:
+        from .adapters.keyvault_keys import KeyVaultKeys
+
+        return KeyVaultKeys(backend.key_vault_url, credentials.get(), ttl=backend.key_cache_ttl,
+                            **options)
+    from .adapters.local_keyring import LocalKeyring
+
+    assert backend.local_keyring is not None  # BackendSettings requires one or the other
+    return LocalKeyring(backend.local_keyring, ttl=backend.key_cache_ttl, in_azure=backend.in_azure)
+
+
+def build_key_admin(backend: "BackendSettings", credentials: Credentials,
+                    **options: Any) -> "KeyAdmin":
+    """The write side of the tenant keys (ops). ``options`` go to the ``SecretClient``."""
+    from .adapters.key_admin import KeyVaultKeyAdmin, LocalKeyringAdmin
+
+    if backend.key_vault_url:
+        return KeyVaultKeyAdmin(backend.key_vault_url, credentials.get(), **options)
+    assert backend.local_keyring is not None
+    return LocalKeyringAdmin(backend.local_keyring)
+
+
+def build_records(backend: "BackendSettings", credentials: Credentials,
+                  **options: Any) -> "TableRecords":
+    """The record table. ``options`` are azure-core client options (retries, timeouts, hooks)."""
+    from .adapters.table_records import TableRecords
+
+    storage = backend.storage
+    if storage.connection_string is not None:
+        return TableRecords.from_connection_string(storage.connection_string.reveal(),
+                                                   backend.table, **options)
+    assert storage.table_endpoint is not None
+    return TableRecords.from_endpoint(storage.table_endpoint, backend.table,
+                                      credentials.for_storage(storage), **options)
+
+
+def build_queue(backend: "BackendSettings", credentials: Credentials,
+                **options: Any) -> "StorageQueue":
+    """The sweep's queue (on the host's storage). ``options`` as for ``build_records``."""
+    from .adapters.storage_queue import StorageQueue
+
+    storage = backend.queue_storage
+    if storage.connection_string is not None:
+        return StorageQueue.from_connection_string(storage.connection_string.reveal(),
+                                                   backend.refresh_queue, **options)
+    assert storage.queue_endpoint is not None
+    return StorageQueue.from_endpoint(storage.queue_endpoint, backend.refresh_queue,
+                                      credentials.for_storage(storage), **options)
+
+
+def build_sweep(*, vault: "Vault", records: "Records", keys: "Keys", queue: "Queue",
+                clock: "Clock", refresh_after: timedelta,
+                time_budget: timedelta | None = None) -> tuple["Planner", "Worker"]:
+    """The sweep's planner and worker over one queue. ``time_budget``: how long one plan may
+    run before it continues itself in a message (default: the planner's, within a function's
+    timeout)."""
+    from .sweep import Planner, Worker
+
+    budget = {"time_budget": time_budget} if time_budget is not None else {}
+    planner = Planner(records=records, keys=keys, queue=queue, clock=clock,
+                      refresh_after=refresh_after, **budget)
+    worker = Worker(vault=vault, queue=queue, clock=clock, refresh_after=refresh_after)
+    return planner, worker
+
+
 def compose(settings: "Settings", *, credential: Any = None, session: Any = None,
             key_vault_options: dict | None = None, storage_options: dict | None = None,
             clock: "Clock | None" = None) -> App:
     """Build the app from settings with the real adapters.
 
-    ``credential`` reaches Key Vault and identity-based storage (default: a managed identity
-    in Azure, ``DefaultAzureCredential`` elsewhere); ``session`` is the ``requests`` session
-    msal and the JWKS fetches use; ``key_vault_options`` go to ``KeyVaultKeys`` (and from there
-    to ``SecretClient``); ``storage_options`` go to the table and queue clients (azure-core
-    client options: retries, timeouts, request hooks); ``clock`` is the vault's and the
-    sweep's time (tests pin it).
+    ``credential`` reaches Key Vault and identity-based storage (default: ``Credentials``);
+    ``session`` is the ``requests`` session msal and the JWKS fetches use;
+    ``key_vault_options`` go to ``KeyVaultKeys``; ``storage_options`` go to the table and
+    queue clients; ``clock`` is the vault's and the sweep's time (tests pin it).
     """
     from .access_cache import AccessTokenCache
-    from .entra import EntraIdentityProvider
+    from .adapters.caller_tokens import CallerTokenValidator
+    from .adapters.entra import EntraIdentityProvider
     from .http import Api
-    from .keys import KeyVaultKeys, LocalKeyring
     from .ports import SystemClock
-    from .queues import StorageQueue
-    from .records import TableRecords
-    from .sweep import Planner, SweepHandler, Worker
-    from .tokens import TokenValidator
+    from .sweep import SweepHandler
     from .vault import Vault
 
-    needs_credential = settings.key_vault_url or settings.storage.connection_string is None \
-        or settings.queue_storage.connection_string is None
-    if credential is None and needs_credential:
-        credential = _azure_credential(settings)
-    if settings.key_vault_url:
-        keys = KeyVaultKeys(settings.key_vault_url, credential, ttl=settings.key_cache_ttl,
-                            **(key_vault_options or {}))
-    else:
-        keys = LocalKeyring(settings.local_keyring, ttl=settings.key_cache_ttl,
-                            in_azure=settings.in_azure)
-    storage_options = storage_options or {}
-    if settings.storage.connection_string is not None:
-        records = TableRecords.from_connection_string(
-            settings.storage.connection_string.reveal(), settings.table, **storage_options)
-    else:
-        records = TableRecords.from_endpoint(settings.storage.table_endpoint, settings.table,
-                                             credential, **storage_options)
-    if settings.queue_storage.connection_string is not None:
-        queue = StorageQueue.from_connection_string(
-            settings.queue_storage.connection_string.reveal(), settings.refresh_queue,
-            **storage_options)
-    else:
-        queue = StorageQueue.from_endpoint(settings.queue_storage.queue_endpoint,
-                                           settings.refresh_queue, credential, **storage_options)
-    if not settings.in_azure:
+    backend = settings.backend
+    credentials = Credentials(fixed=credential, in_azure=backend.in_azure,
+                              client_id=settings.managed_identity_client_id)
+    keys = build_keys(backend, credentials, **(key_vault_options or {}))
+    records = build_records(backend, credentials, **(storage_options or {}))
+    queue = build_queue(backend, credentials, **(storage_options or {}))
+    if not backend.in_azure:
         # In Azure the infrastructure creates the table and the queues (infra/app/storage.bicep)
         # and the app's roles are scoped to them; a cold start there makes no extra calls.
         records.ensure_table()
@@ -112,24 +203,13 @@ def compose(settings: "Settings", *, credential: Any = None, session: Any = None
     vault = Vault(client_id=settings.client_id, keys=keys, records=records,
                   identity=EntraIdentityProvider.from_settings(settings, session=session),
                   clock=clock, access_tokens=AccessTokenCache())
-    api = Api(vault=vault, authenticate=TokenValidator.from_settings(settings, session=session),
+    api = Api(vault=vault, authenticate=CallerTokenValidator.from_settings(settings, session=session),
               redeem_callers=settings.redeem_callers, clock=clock)
-    planner = Planner(records=records, keys=keys, queue=queue, clock=clock,
-                      refresh_after=settings.refresh_after)
-    worker = Worker(vault=vault, queue=queue, clock=clock, refresh_after=settings.refresh_after)
+    planner, worker = build_sweep(vault=vault, records=records, keys=keys, queue=queue,
+                                  clock=clock, refresh_after=settings.refresh_after)
     return App(settings=settings, vault=vault, api=api, keys=keys, records=records, clock=clock,
                sweep=SweepHandler(planner=planner, worker=worker),
                clients=tuple(c for c in (keys, records, queue) if hasattr(c, "close")))
-
-
-def _azure_credential(settings: "Settings"):
-    from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-
-    if settings.in_azure and settings.managed_identity_client_id:
-        # The user-assigned identity the infrastructure grants Key Vault and storage roles to;
-        # DefaultAzureCredential's chain would only add start-up probes in Azure.
-        return ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
-    return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
 
 
 # --- the process's app: built lazily, once ----------------------------------------------

@@ -37,9 +37,10 @@ from .errors import (
 )
 from .model import Caller, RecordKey, TokenGrant, valid_id
 from .ports import Clock
+from .scopes import is_reserved
 from .vault import Vault
 
-__all__ = ["Api", "dispatch", "problem", "MAX_BODY", "RESERVED_SCOPES", "ROLE_REDEEM", "ROLE_ADMIN"]
+__all__ = ["Api", "dispatch", "problem", "MAX_BODY", "ROLE_REDEEM", "ROLE_ADMIN"]
 
 log = logging.getLogger("tokenvault.http")
 
@@ -49,8 +50,6 @@ MAX_SCOPE_LENGTH = 512
 ROLE_REDEEM = "TokenVault.Redeem"
 ROLE_ADMIN = "TokenVault.Admin"
 PROBLEM_TYPE = "urn:tokenvault:problem:"
-# msal adds these itself and refuses them from us (FIELD-NOTES); a caller never needs them.
-RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
 _SCOPE = re.compile(r"[\x21-\x7e]+\Z")
 
 Authenticate = Callable[[str | None], Caller]
@@ -226,7 +225,7 @@ def _scopes(value: object) -> tuple[str, ...]:
                 or not _SCOPE.match(scope):
             raise BadRequest("Each scope must be 1 to 512 printable characters without spaces.",
                              field="scopes")
-        if scope.lower() in RESERVED_SCOPES:
+        if is_reserved(scope):
             raise BadRequest("openid, profile and offline_access are added by the vault.",
                              field="scopes")
     return tuple(dict.fromkeys(value))

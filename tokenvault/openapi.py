@@ -8,13 +8,14 @@ handlers to it.
 from __future__ import annotations
 
 from .errors import PUBLIC_CODES
-from .http import MAX_SCOPE_LENGTH, MAX_SCOPES, PROBLEM_TYPE, RESERVED_SCOPES
+from .http import MAX_SCOPE_LENGTH, MAX_SCOPES, PROBLEM_TYPE
+from .scopes import RESERVED_SCOPES
 
 __all__ = ["document"]
 
 _GUID = {"type": "string", "format": "uuid",
          "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"}
-# The handler refuses these in any case (http.RESERVED_SCOPES); JSON Schema regexes have no
+# The handler refuses these in any case (scopes.RESERVED_SCOPES); JSON Schema regexes have no
 # case-insensitive flag, hence the letter classes.
 _RESERVED_SCOPE = "^(?:" + "|".join(
     "".join(f"[{c.upper()}{c}]" if c.isalpha() else c for c in scope)

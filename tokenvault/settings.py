@@ -10,23 +10,24 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import Enum
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from . import __version__
+from .clouds import PUBLIC_CLOUD
 from .errors import SettingError
 from .model import is_valid_id
 from .sensitive import Sensitive
 
-__all__ = ["Settings", "StoreSettings", "CredentialKind", "StorageConnection", "parse_duration",
+__all__ = ["Settings", "BackendSettings", "CredentialKind", "StorageConnection", "parse_duration",
            "REFRESH_QUEUE"]
 
 #: The sweep's queue. Fixed: the queue trigger names it, and ops tooling relies on it.
 REFRESH_QUEUE = "tokenvault-refresh"
-DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+DEFAULT_AUTHORITY_HOST = PUBLIC_CLOUD
 DEFAULT_REFRESH_SCHEDULE = "0 0 */6 * * *"
 DEFAULT_REFRESH_AFTER = timedelta(days=7)
 DEFAULT_KEY_CACHE_TTL = 300
@@ -49,83 +50,31 @@ class StorageConnection:
     connection_string: Sensitive[str] | None = field(default=None, repr=False)
     table_endpoint: str | None = None
     queue_endpoint: str | None = None
-    #: client id of the user-assigned managed identity for identity-based access.
+    #: client id of the user-assigned managed identity for identity-based access
+    #: (``<prefix>__clientId``, as the Functions host reads it; else ``AZURE_CLIENT_ID``).
     client_id: str | None = None
 
-
-@dataclass(frozen=True)
-class Settings:
-    client_id: str
-    credential_kind: CredentialKind
-    client_secret: Sensitive[str] | None = field(default=None, repr=False)
-    client_certificate_path: Path | None = None
-    #: client id of the user-assigned managed identity used as federated credential.
-    managed_identity_client_id: str | None = None
-    authority_host: str = DEFAULT_AUTHORITY_HOST
-    allowed_tenants: frozenset[str] = frozenset()
-    redeem_callers: frozenset[str] = frozenset()
-    key_vault_url: str | None = None
-    local_keyring: Path | None = None
-    key_cache_ttl: int = DEFAULT_KEY_CACHE_TTL
-    storage: StorageConnection = field(default_factory=StorageConnection)
-    queue_storage: StorageConnection = field(default_factory=StorageConnection)
-    table: str = "tokens"
-    refresh_schedule: str = DEFAULT_REFRESH_SCHEDULE
-    refresh_after: timedelta = DEFAULT_REFRESH_AFTER
-    in_azure: bool = False
-    version: str = __version__
-    refresh_queue: str = REFRESH_QUEUE
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
-        """Read and validate every setting.
-
-        :raises SettingError: naming the first bad or missing setting.
-        """
-        env = _Env(os.environ if environ is None else environ)
-        client_id = _guid("TOKENVAULT_CLIENT_ID", env.require("TOKENVAULT_CLIENT_ID"))
-        in_azure = bool(env.get("WEBSITE_INSTANCE_ID"))
-        kind, secret, cert, mi_client = _client_credential(env)
-        store = StoreSettings.from_environ(environ)
-        return cls(
-            client_id=client_id,
-            credential_kind=kind,
-            client_secret=secret,
-            client_certificate_path=cert,
-            managed_identity_client_id=mi_client,
-            authority_host=_https_url("TOKENVAULT_AUTHORITY_HOST",
-                                      env.get("TOKENVAULT_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST),
-            allowed_tenants=_guid_set("TOKENVAULT_ALLOWED_TENANTS", env.get("TOKENVAULT_ALLOWED_TENANTS")),
-            redeem_callers=_guid_set("TOKENVAULT_REDEEM_CALLERS", env.get("TOKENVAULT_REDEEM_CALLERS")),
-            key_vault_url=store.key_vault_url,
-            local_keyring=store.local_keyring,
-            key_cache_ttl=store.key_cache_ttl,
-            storage=store.storage,
-            queue_storage=store.queue_storage,
-            table=store.table,
-            refresh_schedule=_ncrontab("TOKENVAULT_REFRESH_SCHEDULE",
-                                       env.get("TOKENVAULT_REFRESH_SCHEDULE") or DEFAULT_REFRESH_SCHEDULE),
-            refresh_after=_duration("TOKENVAULT_REFRESH_AFTER", env.get("TOKENVAULT_REFRESH_AFTER"),
-                                    DEFAULT_REFRESH_AFTER),
-            in_azure=in_azure,
-        )
+    @property
+    def identity_based(self) -> bool:
+        return self.connection_string is None
 
 
 @dataclass(frozen=True)
-class StoreSettings:
-    """The settings of the key store and the record store alone: what the ops CLI needs for
-    its ``keys`` and ``records`` commands, which run without the app's client credential."""
+class BackendSettings:
+    """Where the keys, the records and the sweep's queue are: all that the ops CLI's ``keys``
+    and ``records`` commands need, which run without the app's client credential."""
 
     key_vault_url: str | None
     local_keyring: Path | None
     key_cache_ttl: int
     storage: StorageConnection
     queue_storage: StorageConnection
-    table: str
-    in_azure: bool
+    table: str = "tokens"
+    in_azure: bool = False
+    refresh_queue: str = REFRESH_QUEUE
 
     @classmethod
-    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "StoreSettings":
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "BackendSettings":
         """:raises SettingError: naming the first bad or missing setting."""
         env = _Env(os.environ if environ is None else environ)
         in_azure = bool(env.get("WEBSITE_INSTANCE_ID"))
@@ -143,13 +92,66 @@ class StoreSettings:
         own = env.get("TOKENVAULT_STORAGE")
         return cls(
             key_vault_url=key_vault_url.rstrip("/") if key_vault_url else None,
-            local_keyring=None if key_vault_url else Path(keyring),
+            local_keyring=None if key_vault_url else Path(keyring or ""),
             key_cache_ttl=_int("TOKENVAULT_KEY_CACHE_TTL", env.get("TOKENVAULT_KEY_CACHE_TTL"),
                                DEFAULT_KEY_CACHE_TTL, low=0, high=86400),
             storage=_connection_string("TOKENVAULT_STORAGE", own) if own else webjobs,
             queue_storage=webjobs,
             table=_table("TOKENVAULT_TABLE", env.get("TOKENVAULT_TABLE") or "tokens"),
             in_azure=in_azure,
+        )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the app: the client it acts as, who may call it, the sweep's timing,
+    and its ``backend``."""
+
+    client_id: str
+    credential_kind: CredentialKind
+    backend: BackendSettings
+    client_secret: Sensitive[str] | None = field(default=None, repr=False)
+    client_certificate_path: Path | None = None
+    #: client id of the user-assigned managed identity used as federated credential.
+    managed_identity_client_id: str | None = None
+    authority_host: str = DEFAULT_AUTHORITY_HOST
+    allowed_tenants: frozenset[str] = frozenset()
+    redeem_callers: frozenset[str] = frozenset()
+    refresh_schedule: str = DEFAULT_REFRESH_SCHEDULE
+    refresh_after: timedelta = DEFAULT_REFRESH_AFTER
+
+    @property
+    def in_azure(self) -> bool:
+        return self.backend.in_azure
+
+    def with_backend(self, **changes: Any) -> "Settings":
+        """These settings with some backend settings changed (tests: a queue of their own)."""
+        return replace(self, backend=replace(self.backend, **changes))
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Read and validate every setting.
+
+        :raises SettingError: naming the first bad or missing setting.
+        """
+        env = _Env(os.environ if environ is None else environ)
+        client_id = _guid("TOKENVAULT_CLIENT_ID", env.require("TOKENVAULT_CLIENT_ID"))
+        kind, secret, cert, mi_client = _client_credential(env)
+        return cls(
+            client_id=client_id,
+            credential_kind=kind,
+            backend=BackendSettings.from_environ(environ),
+            client_secret=secret,
+            client_certificate_path=cert,
+            managed_identity_client_id=mi_client,
+            authority_host=_https_url("TOKENVAULT_AUTHORITY_HOST",
+                                      env.get("TOKENVAULT_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST),
+            allowed_tenants=_guid_set("TOKENVAULT_ALLOWED_TENANTS", env.get("TOKENVAULT_ALLOWED_TENANTS")),
+            redeem_callers=_guid_set("TOKENVAULT_REDEEM_CALLERS", env.get("TOKENVAULT_REDEEM_CALLERS")),
+            refresh_schedule=_ncrontab("TOKENVAULT_REFRESH_SCHEDULE",
+                                       env.get("TOKENVAULT_REFRESH_SCHEDULE") or DEFAULT_REFRESH_SCHEDULE),
+            refresh_after=_duration("TOKENVAULT_REFRESH_AFTER", env.get("TOKENVAULT_REFRESH_AFTER"),
+                                    DEFAULT_REFRESH_AFTER),
         )
 
 
@@ -211,7 +213,11 @@ def _storage(env: _Env, prefix: str) -> StorageConnection:
     if not (table and queue):
         raise SettingError(prefix, "missing (a connection string, or identity-based "
                                    f"{prefix}__accountName)")
-    client_id = env.get(f"{prefix}__clientId") or env.get("AZURE_CLIENT_ID")
+    # The host's own storage identity setting; without it the app's user-assigned identity.
+    named = f"{prefix}__clientId" if env.get(f"{prefix}__clientId") else "AZURE_CLIENT_ID"
+    client_id = env.get(named)
+    if client_id is not None:
+        client_id = _guid(named, client_id)
     return StorageConnection(table_endpoint=_https_url(f"{prefix}__tableServiceUri", table),
                              queue_endpoint=_https_url(f"{prefix}__queueServiceUri", queue),
                              client_id=client_id)

@@ -108,13 +108,13 @@ def test_the_app_accepts_the_settings_the_arm_template_deploys():
     assert settings.client_id == CLIENT_ID
     assert settings.credential_kind is CredentialKind.MANAGED_IDENTITY
     assert settings.managed_identity_client_id == UAMI_CLIENT_ID
-    assert settings.key_vault_url == "https://kv-tv-example.vault.azure.net"
-    assert settings.storage.connection_string is None
-    assert settings.storage.table_endpoint == "https://sttvexample.table.core.windows.net"
-    assert settings.queue_storage.queue_endpoint == "https://sttvexample.queue.core.windows.net"
-    assert settings.storage.client_id == UAMI_CLIENT_ID
+    assert settings.backend.key_vault_url == "https://kv-tv-example.vault.azure.net"
+    assert settings.backend.storage.connection_string is None
+    assert settings.backend.storage.table_endpoint == "https://sttvexample.table.core.windows.net"
+    assert settings.backend.queue_storage.queue_endpoint == "https://sttvexample.queue.core.windows.net"
+    assert settings.backend.storage.client_id == UAMI_CLIENT_ID
     assert settings.authority_host == "https://login.microsoftonline.com"
-    assert (settings.table, settings.key_cache_ttl) == ("tokens", 300)
+    assert (settings.backend.table, settings.backend.key_cache_ttl) == ("tokens", 300)
 
 
 # --- no secret anywhere -------------------------------------------------------------------

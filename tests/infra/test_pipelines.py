@@ -17,7 +17,7 @@ import yaml
 
 from tests.infra.templates import INFRA, ROOT
 from tests.support.https import HTTPSServer
-from tokenvault import ops
+from tokenvault import cli
 
 TRIGGER = INFRA / "pipelines" / "trigger-sweep.sh"
 GITHUB = ROOT / ".github" / "workflows" / "rotate-keys.yml"
@@ -184,6 +184,6 @@ def documented_commands():
 
 @pytest.mark.parametrize("argv", list(documented_commands()))
 def test_documented_command_is_accepted_by_the_ops_cli(argv):
-    args = ops.parser().parse_args(argv)
-    irreversible = args.handler is ops.records_purge or getattr(args, "purge", False)
+    args = cli.parser().parse_args(argv)
+    irreversible = args.handler is cli.records_purge or getattr(args, "purge", False)
     assert args.yes if irreversible else True, "the CLI refuses this without --yes"

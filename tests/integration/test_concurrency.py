@@ -25,8 +25,10 @@ import pytest
 
 from tests.integration.test_hostile_tokens import recompose  # noqa: F401 - a fixture
 from tests.support.stack_fixtures import new_id
+from tokenvault.adapters.memory_queue import MemoryQueue
+from tokenvault.cli.sweep import run_in_process
 from tokenvault.model import RecordKey
-from tokenvault.sweep import MemoryQueue, Planner, Worker, run_in_process
+from tokenvault.sweep import Planner, Worker
 from tokenvault.vault import Outcome
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The dev host as a developer runs it: ``python -m tokenvault.devhost`` in a process of its
+"""The dev host as a developer runs it: ``python -m tokenvault.dev.devhost`` in a process of its
 own, reading ``local.settings.json``, spoken to over real HTTP. Behind it: the session's
 Azurite, the Entra fake (trusted through ``REQUESTS_CA_BUNDLE``, as a local run does) and a
 local keyring file. Also the demo identity provider of ``scripts/run``."""

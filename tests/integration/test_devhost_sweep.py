@@ -9,7 +9,6 @@ session's Azurite, emptied at the start of each test; nothing else in the suite 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -22,8 +21,8 @@ from tests.integration.test_sweep_e2e import queue_client, rows, seed, stored_to
 from tests.integration.test_sweep_faults import wait_until
 from tests.support.stack_fixtures import Stack
 from tokenvault import bootstrap
-from tokenvault.devhost import DevHost
-from tokenvault.queues import POISON_SUFFIX, StorageQueue
+from tokenvault.adapters.storage_queue import POISON_SUFFIX, StorageQueue
+from tokenvault.dev.devhost import DevHost
 from tokenvault.settings import REFRESH_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +47,7 @@ def fixed_queue_stack(stack, keyvault_credential, keyvault_options, entra_sessio
                 queue.create_queue()
             except ResourceExistsError:
                 queue.clear_messages()
-    settings = dataclasses.replace(stack.settings, refresh_queue=REFRESH_QUEUE)
+    settings = stack.settings.with_backend(refresh_queue=REFRESH_QUEUE)
     app = bootstrap.compose(settings, credential=keyvault_credential, session=entra_session,
                             key_vault_options={**keyvault_options, "monotonic": stack.monotonic},
                             clock=stack.clock)

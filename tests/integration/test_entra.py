@@ -17,7 +17,7 @@ import msal
 import pytest
 
 from tests.support.entra_grants import DEFAULT_CLAIMS_CHALLENGE, DESCRIPTION_MARKER
-from tokenvault.entra import EntraIdentityProvider
+from tokenvault.adapters.entra import EntraIdentityProvider
 from tokenvault.errors import (
     BadRequest,
     InvalidToken,

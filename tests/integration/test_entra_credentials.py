@@ -20,14 +20,21 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from tests.support.entra import FEDERATION_AUDIENCE
-from tokenvault.entra import EntraIdentityProvider
+from tokenvault.adapters.entra import EntraIdentityProvider
 from tokenvault.errors import InternalError, SettingError
 from tokenvault.sensitive import Sensitive
-from tokenvault.settings import CredentialKind, Settings
+from tokenvault.settings import BackendSettings, CredentialKind, Settings
 
 pytestmark = pytest.mark.integration
 
 GRAPH = ("https://graph.microsoft.com/User.Read",)
+
+
+def app_settings(**fields) -> Settings:
+    """Settings naming a client credential; the backend is never used here."""
+    backend = BackendSettings.from_environ({"TOKENVAULT_LOCAL_KEYRING": "unused.json",
+                                            "AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    return Settings(backend=backend, **fields)
 
 
 def _claims(token: Sensitive[str]) -> dict:
@@ -36,7 +43,7 @@ def _claims(token: Sensitive[str]) -> dict:
 
 def test_a_client_secret_from_settings_authenticates(entra, entra_session, client_id,
                                                      client_secret, tenant, oid):
-    settings = Settings(client_id=client_id, credential_kind=CredentialKind.SECRET,
+    settings = app_settings(client_id=client_id, credential_kind=CredentialKind.SECRET,
                         client_secret=Sensitive(client_secret), authority_host=entra.authority_host)
     provider = EntraIdentityProvider.from_settings(settings, session=entra_session)
 
@@ -73,7 +80,7 @@ def _certificate_pem(key: rsa.RSAPrivateKey) -> tuple[x509.Certificate, bytes]:
 
 
 def _certificate_settings(entra, client_id: str, path) -> Settings:
-    return Settings(client_id=client_id, credential_kind=CredentialKind.CERTIFICATE,
+    return app_settings(client_id=client_id, credential_kind=CredentialKind.CERTIFICATE,
                     client_certificate_path=path, authority_host=entra.authority_host)
 
 
@@ -163,7 +170,7 @@ def test_a_managed_identity_is_the_federated_credential(entra, entra_session, mo
     identity_token = entra.app_token(home, identity, aud=FEDERATION_AUDIENCE)
     federated = _claims(Sensitive(identity_token))
     entra.register_client(app_id, federated=(federated["iss"], federated["sub"]))
-    settings = Settings(client_id=app_id, credential_kind=CredentialKind.MANAGED_IDENTITY,
+    settings = app_settings(client_id=app_id, credential_kind=CredentialKind.MANAGED_IDENTITY,
                         managed_identity_client_id=identity, authority_host=entra.authority_host)
 
     with _ManagedIdentityEndpoint(identity_token, header="identity-header-value") as endpoint:
@@ -183,7 +190,7 @@ def test_a_managed_identity_entra_does_not_trust_is_an_internal_error(entra, ent
                                                                       monkeypatch, tenant, oid):
     app_id, identity = str(uuid.uuid4()), str(uuid.uuid4())
     entra.register_client(app_id, federated=(entra.issuer(tenant), str(uuid.uuid4())))
-    settings = Settings(client_id=app_id, credential_kind=CredentialKind.MANAGED_IDENTITY,
+    settings = app_settings(client_id=app_id, credential_kind=CredentialKind.MANAGED_IDENTITY,
                         managed_identity_client_id=identity, authority_host=entra.authority_host)
 
     with _ManagedIdentityEndpoint(entra.app_token(tenant, identity, aud=FEDERATION_AUDIENCE),

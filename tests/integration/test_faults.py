@@ -13,7 +13,6 @@ asks for other scopes, which is another request to msal.
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import json
 import re
@@ -26,8 +25,8 @@ import pytest
 from requests.adapters import HTTPAdapter
 
 from tests.integration.test_hostile_tokens import recompose  # noqa: F401 - a fixture
-from tests.support.azurite import Azurite
 from tests.support.stack_fixtures import SCOPES, new_id
+from tokenvault.dev.azurite import Azurite
 from tokenvault.envelope import Binding, unseal
 from tokenvault.model import RecordKey
 from tokenvault.sensitive import Sensitive
@@ -292,7 +291,7 @@ def test_storage_down_between_the_idp_answer_and_the_write_then_back(stack, reco
                                                                      own_azurite):
     own = StorageConnection(connection_string=Sensitive(own_azurite.connection_string))
     stop = StopOnWrite(own_azurite)
-    app = recompose(dataclasses.replace(stack.settings, storage=own, queue_storage=own),
+    app = recompose(stack.settings.with_backend(storage=own, queue_storage=own),
                     storage_options={"raw_request_hook": stop})
     tenant, user, other = stack.onboard(), new_id(), new_id()
     assert stack.store(tenant, user).status_code == 201

@@ -15,8 +15,10 @@ import pytest
 from azure.data.tables import TableClient, UpdateMode
 
 from tests.support.stack_fixtures import SCOPES, new_id
+from tokenvault.adapters.memory_queue import MemoryQueue
+from tokenvault.cli.sweep import run_in_process
 from tokenvault.model import RecordKey, Status
-from tokenvault.sweep import MemoryQueue, Planner, Worker, run_in_process
+from tokenvault.sweep import Planner, Worker
 from tokenvault.vault import Outcome
 
 pytestmark = pytest.mark.integration
@@ -30,7 +32,7 @@ def body(response) -> dict:
 def table(stack) -> TableClient:
     """The stack's table through a plain SDK client: the attacker's (or a bug's) view."""
     client = TableClient.from_connection_string(stack.azurite.connection_string,
-                                                stack.settings.table)
+                                                stack.settings.backend.table)
     yield client
     client.close()
 

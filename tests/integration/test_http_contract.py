@@ -21,12 +21,12 @@ import pytest
 from tests.support.stack_fixtures import CALLER_APP, SCOPES, STRANGER_APP, new_id
 from tests.support.storage_fixtures import closed_port_connection_string
 from tokenvault import bootstrap
-from tokenvault.entra import EntraIdentityProvider
+from tokenvault.adapters.caller_tokens import CallerTokenValidator
+from tokenvault.adapters.entra import EntraIdentityProvider
+from tokenvault.adapters.table_records import TableRecords
 from tokenvault.errors import InternalError
 from tokenvault.http import MAX_BODY, MAX_SCOPES, Api
 from tokenvault.model import RecordKey
-from tokenvault.records import TableRecords
-from tokenvault.tokens import TokenValidator
 from tokenvault.vault import Vault
 
 REDEEM, ADMIN = ("TokenVault.Redeem",), ("TokenVault.Admin",)
@@ -293,12 +293,12 @@ def test_a_malformed_tenant_key_is_internal_without_detail(stack, caplog):
 def storage_down(stack, entra_session):
     """The app as composed, but its records on a port nothing listens on."""
     records = TableRecords.from_connection_string(closed_port_connection_string(stack.azurite),
-                                                  stack.settings.table)
+                                                  stack.settings.backend.table)
     vault = Vault(client_id=stack.settings.client_id, keys=stack.app.keys, records=records,
                   identity=EntraIdentityProvider.from_settings(stack.settings, session=entra_session),
                   clock=stack.clock)
     api = Api(vault=vault, redeem_callers=stack.settings.redeem_callers, clock=stack.clock,
-              authenticate=TokenValidator.from_settings(stack.settings, session=entra_session))
+              authenticate=CallerTokenValidator.from_settings(stack.settings, session=entra_session))
     bootstrap.install(dataclasses.replace(stack.app, vault=vault, api=api, records=records))
     yield
     records.close()

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 import pytest
 
 from tests.support.keyvault import ManualMonotonic
+from tokenvault.adapters.key_admin import KeyAdmin, KeyVaultKeyAdmin, LocalKeyringAdmin
+from tokenvault.adapters.keyvault_keys import KeyVaultKeys
+from tokenvault.adapters.local_keyring import LocalKeyring
 from tokenvault.errors import KeyDeleted, KeyExists, TenantNotOnboarded, TenantRevoked
-from tokenvault.key_admin import KeyAdmin, KeyVaultKeyAdmin, LocalKeyringAdmin
-from tokenvault.keys import KeyVaultKeys, LocalKeyring
 from tokenvault.ports import Keys
 
 pytestmark = pytest.mark.integration

@@ -20,8 +20,11 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from tests.support.azurite import free_port
 from tests.support.keyvault import ManualMonotonic
+from tokenvault.adapters.keyvault_errors import OFFICER_ROLE
+from tokenvault.adapters.keyvault_errors import translate as _translate
+from tokenvault.adapters.keyvault_keys import KeyVaultKeys
+from tokenvault.dev.azurite import free_port
 from tokenvault.errors import (
     InternalError,
     KeyDeleted,
@@ -30,8 +33,6 @@ from tokenvault.errors import (
     TenantRevoked,
     UpstreamUnavailable,
 )
-from tokenvault.key_admin import _translate as translate_admin
-from tokenvault.keys import KeyVaultKeys, _translate
 
 pytestmark = pytest.mark.integration
 TTL = 300
@@ -248,6 +249,10 @@ def _soft_deleted_set(keyvault, client):
 
 def _given(error: AzureError):
     return lambda keyvault, client: error
+
+
+def translate_admin(exc, *, missing):
+    return _translate(exc, missing=missing, role=OFFICER_ROLE)
 
 
 TABLE = [

@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 
 from tests.support.stack_fixtures import new_id
+from tokenvault.cli import ENTRA_NOTE, Context, main
 from tokenvault.model import RecordKey
-from tokenvault.ops import ENTRA_NOTE, Context, main
 
 
 class Cli:

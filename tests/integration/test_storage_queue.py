@@ -12,8 +12,8 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError, Servic
 from azure.storage.queue import QueueClient
 
 from tests.support.storage_fixtures import closed_port_connection_string
+from tokenvault.adapters.storage_queue import StorageQueue, _translate
 from tokenvault.errors import InternalError, UpstreamUnavailable
-from tokenvault.queues import StorageQueue, _translate
 
 pytestmark = pytest.mark.integration
 

@@ -24,11 +24,12 @@ from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient
 
 from tests.support.stack_fixtures import FUNCTIONS, SCOPES, Stack, new_id
+from tokenvault.adapters.memory_queue import MemoryQueue
+from tokenvault.adapters.table_entity import to_entity, to_record
 from tokenvault.envelope import Binding, seal, unseal
 from tokenvault.model import Status, TokenRecord
 from tokenvault.sensitive import Sensitive
-from tokenvault.sweep import MemoryQueue, Planner
-from tokenvault.table_entity import to_entity, to_record
+from tokenvault.sweep import Planner
 
 DUE_AGE = timedelta(days=8)  # past TOKENVAULT_REFRESH_AFTER (P7D) whatever a user's jitter
 FRESH_AGE = timedelta(days=1)  # before the jitter window (the last tenth of 7 days) opens
@@ -75,7 +76,7 @@ def seed(stack: Stack, tenant_id: str, count: int, *, due: int = 0) -> Seeded:
 
 def table(stack: Stack) -> TableClient:
     return TableClient.from_connection_string(stack.azurite.connection_string,
-                                              stack.settings.table)
+                                              stack.settings.backend.table)
 
 
 def rows(stack: Stack, tenant_id: str) -> dict[str, TokenRecord]:
@@ -98,7 +99,7 @@ def stored_tokens(stack: Stack, tenant_id: str) -> dict[str, str]:
 
 def queue_client(stack: Stack, name: str | None = None) -> QueueClient:
     return QueueClient.from_connection_string(stack.azurite.connection_string,
-                                              name or stack.settings.refresh_queue)
+                                              name or stack.settings.backend.refresh_queue)
 
 
 def deliver(function, message) -> None:

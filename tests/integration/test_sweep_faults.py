@@ -28,10 +28,10 @@ from tests.integration.test_sweep_e2e import (
     totals,
 )
 from tokenvault import bootstrap
-from tokenvault.entra import EntraIdentityProvider
+from tokenvault.adapters.entra import EntraIdentityProvider
+from tokenvault.adapters.storage_queue import StorageQueue
+from tokenvault.adapters.table_records import TableRecords
 from tokenvault.model import Status, TokenRecord
-from tokenvault.queues import StorageQueue
-from tokenvault.records import TableRecords
 from tokenvault.sweep import Planner, SweepHandler, Worker
 from tokenvault.vault import Vault
 
@@ -59,9 +59,9 @@ def edge(stack, entra_session) -> EdgeRecords:
     function_app's queue function uses it. HTTP (redeem) still runs on the stack's own app: a
     separate instance, as in Azure."""
     settings = stack.settings
-    records = EdgeRecords.from_connection_string(stack.azurite.connection_string, settings.table)
+    records = EdgeRecords.from_connection_string(stack.azurite.connection_string, settings.backend.table)
     queue = StorageQueue.from_connection_string(stack.azurite.connection_string,
-                                                settings.refresh_queue)
+                                                settings.backend.refresh_queue)
     vault = Vault(client_id=settings.client_id, keys=stack.app.keys, records=records,
                   identity=EntraIdentityProvider.from_settings(settings, session=entra_session),
                   clock=stack.clock)

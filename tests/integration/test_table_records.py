@@ -22,12 +22,12 @@ from tests.support.storage_fixtures import (
     new_secret_token,
     raw_entity,
 )
+from tokenvault.adapters.key_admin import LocalKeyringAdmin
+from tokenvault.adapters.local_keyring import LocalKeyring
+from tokenvault.adapters.table_records import TableRecords
 from tokenvault.envelope import Binding, seal, unseal
 from tokenvault.errors import NotFound, RecordConflict
-from tokenvault.key_admin import LocalKeyringAdmin
-from tokenvault.keys import LocalKeyring
 from tokenvault.model import RecordSummary, Status, TokenRecord
-from tokenvault.records import TableRecords
 
 pytestmark = pytest.mark.integration
 

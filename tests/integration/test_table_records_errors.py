@@ -17,10 +17,10 @@ from azure.core.exceptions import (
 )
 
 from tests.support.storage_fixtures import closed_port_connection_string, make_record, new_id
+from tokenvault.adapters.table_entity import decode_continuation, encode_continuation
+from tokenvault.adapters.table_records import TableRecords, _translate
 from tokenvault.errors import BadRequest, InternalError, NotFound, RecordConflict, UpstreamUnavailable
 from tokenvault.model import RecordKey
-from tokenvault.records import TableRecords, _translate
-from tokenvault.table_entity import decode_continuation, encode_continuation
 
 pytestmark = pytest.mark.integration
 

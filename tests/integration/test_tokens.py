@@ -1,4 +1,4 @@
-"""TokenValidator against the Entra fake: real PyJWT, real HTTPS, JWKS fetched and counted at
+"""CallerTokenValidator against the Entra fake: real PyJWT, real HTTPS, JWKS fetched and counted at
 the fake. Hostile tokens are refused with one ``InvalidToken`` that says nothing, and the ones
 that can be refused before a fetch cause none."""
 
@@ -19,9 +19,10 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from tests.support.entra import SigningKey
+from tokenvault.adapters.caller_tokens import CallerTokenValidator
+from tokenvault.clouds import PUBLIC_CLOUD
 from tokenvault.errors import InvalidToken, UpstreamUnavailable
 from tokenvault.model import CallerKind
-from tokenvault.tokens import PUBLIC_CLOUD, TokenValidator
 
 pytestmark = pytest.mark.integration
 
@@ -43,9 +44,9 @@ def clock() -> Clock:
 
 @pytest.fixture
 def make_validator(entra, entra_session, client_id, clock):
-    def make(**options) -> TokenValidator:
+    def make(**options) -> CallerTokenValidator:
         options.setdefault("authority_host", entra.authority_host)
-        return TokenValidator(client_id=client_id, session=entra_session, clock=clock, **options)
+        return CallerTokenValidator(client_id=client_id, session=entra_session, clock=clock, **options)
 
     return make
 
@@ -304,13 +305,13 @@ class _PublicCloudToFake(HTTPAdapter):
 def test_the_v1_issuer_is_accepted_for_the_public_cloud_only(entra, entra_session, client_id,
                                                             tenant, clock):
     entra_session.mount(PUBLIC_CLOUD + "/", _PublicCloudToFake(entra.authority_host))
-    public = TokenValidator(client_id=client_id, authority_host=PUBLIC_CLOUD,
+    public = CallerTokenValidator(client_id=client_id, authority_host=PUBLIC_CLOUD,
                             session=entra_session, clock=clock)
     v1 = entra.app_token(tenant, CALLER_APP, roles=["TokenVault.Redeem"], ver="1.0")
 
     assert public("Bearer " + v1).app_id == CALLER_APP
     with pytest.raises(InvalidToken):
-        TokenValidator(client_id=client_id, authority_host=entra.authority_host,
+        CallerTokenValidator(client_id=client_id, authority_host=entra.authority_host,
                        session=entra_session, clock=clock)("Bearer " + v1)
 
 
@@ -318,7 +319,7 @@ def test_unreachable_keys_are_an_upstream_outage_not_a_bad_token(entra, entra_se
                                                                  tenant, oid, clock):
     closed = requests.Session()
     closed.trust_env = False
-    validator = TokenValidator(client_id=client_id, authority_host="https://127.0.0.1:9",
+    validator = CallerTokenValidator(client_id=client_id, authority_host="https://127.0.0.1:9",
                                session=closed, clock=clock, timeout=1)
     try:
         with pytest.raises(UpstreamUnavailable) as outage:
@@ -341,7 +342,7 @@ def test_refusals_are_logged_by_reason_and_tokens_never(make_validator, entra, t
             validator("Bearer " + token)
         assert token not in str(refused.value) and token not in repr(refused.value)
 
-    reasons = [r.getMessage() for r in caplog.records if r.name == "tokenvault.tokens"]
+    reasons = [r.getMessage() for r in caplog.records if r.name == "tokenvault.adapters.caller_tokens"]
     assert any("expired" in m for m in reasons)
     assert any("kid_unknown" in m for m in reasons)
     assert any("audience" in m for m in reasons)

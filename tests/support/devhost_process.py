@@ -1,4 +1,4 @@
-"""The dev host as a real process: ``python -m tokenvault.devhost`` in an app folder of its own.
+"""The dev host as a real process: ``python -m tokenvault.dev.devhost`` in an app folder of its own.
 
 ``app_folder`` makes a folder that looks like a function app (``function_app.py`` and
 ``host.json`` linked from the repository, a ``local.settings.json`` holding the given
@@ -23,7 +23,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from tests.support.azurite import free_port
+from tokenvault.dev.azurite import free_port
 
 __all__ = ["DevHostProcess", "app_folder", "local_values", "local_devhost", "ROOT"]
 
@@ -85,7 +85,7 @@ def onboarded_devhost(folder: Path, tenant_id: str, *, azurite, entra, ca, clien
                       client_secret: str, redeem_callers: str = "") -> "DevHostProcess":
     """A dev host (not started) on the session's Azurite and Entra fake, with a key for
     ``tenant_id`` in its keyring."""
-    from tokenvault.key_admin import LocalKeyringAdmin
+    from tokenvault.adapters.key_admin import LocalKeyringAdmin
 
     host = local_devhost(folder, storage=azurite.connection_string,
                          authority_host=entra.authority_host, ca_bundle=ca.bundle,
@@ -116,7 +116,7 @@ class DevHostProcess:
         log = open(self._log_path, "wb")  # noqa: SIM115 - the child holds it; closed below
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "tokenvault.devhost", "--port", str(self.port),
+                [sys.executable, "-m", "tokenvault.dev.devhost", "--port", str(self.port),
                  "--folder", str(self.folder)],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         finally:

@@ -9,7 +9,6 @@ in Azure, given only what differs locally (the Key Vault credential and the CA t
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -21,9 +20,9 @@ import function_app
 from tests.fakes import FixedClock
 from tests.support.keyvault import ManualMonotonic
 from tokenvault import bootstrap
-from tokenvault.devhost import index_functions
+from tokenvault.adapters.key_admin import KeyVaultKeyAdmin
+from tokenvault.dev.devhost import index_functions
 from tokenvault.envelope import Binding, unseal
-from tokenvault.key_admin import KeyVaultKeyAdmin
 from tokenvault.model import RecordKey
 from tokenvault.settings import Settings
 
@@ -62,7 +61,7 @@ class Stack:
 
     def expire_key_cache(self) -> None:
         """Move the key cache's clock past the TTL, as time would."""
-        self.monotonic.advance(self.settings.key_cache_ttl + 1)
+        self.monotonic.advance(self.settings.backend.key_cache_ttl + 1)
 
     # --- the functions, as the worker calls them ---------------------------------------
 
@@ -112,8 +111,7 @@ def stack(azurite, entra, keyvault, keyvault_credential, keyvault_options, entra
         "AzureWebJobsStorage": azurite.connection_string,
     }
     # A queue of its own per test: the sweep's messages must not reach another test.
-    settings = dataclasses.replace(Settings.from_environ(environ),
-                                   refresh_queue="q" + uuid.uuid4().hex[:20])
+    settings = Settings.from_environ(environ).with_backend(refresh_queue="q" + uuid.uuid4().hex[:20])
     clock = FixedClock(datetime.now(timezone.utc).replace(microsecond=0))
     monotonic = ManualMonotonic()
     app = bootstrap.compose(settings, credential=keyvault_credential, session=entra_session,

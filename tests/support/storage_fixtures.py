@@ -16,11 +16,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from azure.data.tables import TableClient
 
-from tests.support.azurite import free_port
 from tests.support.leaks import remember
+from tokenvault.adapters.storage_queue import StorageQueue
+from tokenvault.adapters.table_records import TableRecords
+from tokenvault.dev.azurite import free_port
 from tokenvault.model import Status, TokenRecord
-from tokenvault.queues import StorageQueue
-from tokenvault.records import TableRecords
 from tokenvault.sensitive import Sensitive
 
 __all__ = ["new_id", "new_secret_token", "new_key_material", "make_record", "raw_entity", "bulk_insert",

@@ -6,7 +6,7 @@ import time
 import azure.functions as func
 import pytest
 
-from tokenvault.devhost import DevHost
+from tokenvault.dev.devhost import DevHost
 
 
 @pytest.fixture

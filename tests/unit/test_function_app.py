@@ -9,7 +9,7 @@ import pytest
 
 import function_app
 from tokenvault import bootstrap
-from tokenvault.devhost import index_functions
+from tokenvault.dev.devhost import index_functions
 from tokenvault.openapi import document
 
 CLIENT = "3b9f0c1e-5d7a-4e2b-9c8d-0a1b2c3d4e5f"

@@ -14,10 +14,10 @@ import pytest
 
 from tests.support.keyvault import ManualMonotonic
 from tests.support.leaks import remember
+from tokenvault.adapters.key_admin import LocalKeyringAdmin
+from tokenvault.adapters.keyvault_keys import _Cache
+from tokenvault.adapters.local_keyring import LocalKeyring, write_keyring
 from tokenvault.errors import SettingError, TenantKeyInvalid, TenantNotOnboarded, TenantRevoked
-from tokenvault.key_admin import LocalKeyringAdmin
-from tokenvault.keyring import write_keyring
-from tokenvault.keys import LocalKeyring, _Cache
 from tokenvault.model import TenantKey
 from tokenvault.sensitive import Sensitive
 

@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tokenvault.ncrontab import Schedule
+from tokenvault.dev.ncrontab import Schedule
 
 T = datetime(2026, 11, 22, 13, 47, 12, tzinfo=timezone.utc)  # a Sunday
 

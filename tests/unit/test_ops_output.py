@@ -4,7 +4,7 @@ import io
 import json
 from datetime import datetime, timezone
 
-from tokenvault.ops_output import Progress, as_json, as_text
+from tokenvault.cli.output import Progress, as_json, as_text
 
 WHEN = datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
 

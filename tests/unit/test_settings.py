@@ -25,9 +25,9 @@ def test_defaults():
     s = settings()
     assert s.client_id == CLIENT and s.credential_kind is CredentialKind.SECRET
     assert s.authority_host == "https://login.microsoftonline.com"
-    assert s.key_cache_ttl == 300 and s.table == "tokens"
-    assert s.refresh_after == timedelta(days=7) and s.refresh_queue == "tokenvault-refresh"
-    assert s.storage.connection_string.reveal() == "UseDevelopmentStorage=true"
+    assert s.backend.key_cache_ttl == 300 and s.backend.table == "tokens"
+    assert s.refresh_after == timedelta(days=7) and s.backend.refresh_queue == "tokenvault-refresh"
+    assert s.backend.storage.connection_string.reveal() == "UseDevelopmentStorage=true"
 
 
 @pytest.mark.parametrize("changes, setting", [
@@ -79,18 +79,18 @@ def test_identity_based_storage_as_on_flex_consumption():
     s = settings(AzureWebJobsStorage=None, AzureWebJobsStorage__accountName="tvstore",
                  AzureWebJobsStorage__clientId="aaaaaaaa-0000-0000-0000-000000000001",
                  TOKENVAULT_KEY_VAULT_URL="https://tv.vault.azure.net/")
-    assert s.storage.connection_string is None
-    assert s.storage.table_endpoint == "https://tvstore.table.core.windows.net"
-    assert s.queue_storage.queue_endpoint == "https://tvstore.queue.core.windows.net"
-    assert s.storage.client_id == "aaaaaaaa-0000-0000-0000-000000000001"
-    assert s.key_vault_url == "https://tv.vault.azure.net" and s.local_keyring is None
+    assert s.backend.storage.connection_string is None
+    assert s.backend.storage.table_endpoint == "https://tvstore.table.core.windows.net"
+    assert s.backend.queue_storage.queue_endpoint == "https://tvstore.queue.core.windows.net"
+    assert s.backend.storage.client_id == "aaaaaaaa-0000-0000-0000-000000000001"
+    assert s.backend.key_vault_url == "https://tv.vault.azure.net" and s.backend.local_keyring is None
 
 
 def test_tokenvault_storage_overrides_the_host_storage_for_records_only():
     own = "DefaultEndpointsProtocol=https;AccountName=records;AccountKey=a2V5;EndpointSuffix=x"
     s = settings(TOKENVAULT_STORAGE=own)
-    assert s.storage.connection_string.reveal() == own
-    assert s.queue_storage.connection_string.reveal() == "UseDevelopmentStorage=true"
+    assert s.backend.storage.connection_string.reveal() == own
+    assert s.backend.queue_storage.connection_string.reveal() == "UseDevelopmentStorage=true"
 
 
 def test_lists_are_normalised():

@@ -11,16 +11,11 @@ import pytest
 
 from tests.fakes import throttled
 from tests.unit.world import SCOPES, World
+from tokenvault.adapters.memory_queue import MemoryQueue
+from tokenvault.cli.sweep import run_in_process
 from tokenvault.errors import BadRequest
 from tokenvault.model import RecordKey, Status
-from tokenvault.sweep import (
-    MemoryQueue,
-    Planner,
-    SweepHandler,
-    Worker,
-    due_before,
-    run_in_process,
-)
+from tokenvault.sweep import Planner, SweepHandler, Worker, due_before
 from tokenvault.vault import Outcome
 
 TENANTS = ["aaaaaaaa-0000-0000-0000-00000000000%d" % i for i in range(1, 4)]

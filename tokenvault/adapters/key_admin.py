@@ -9,8 +9,6 @@ with the same semantics, soft delete included.
 
 from __future__ import annotations
 
-import base64
-import os
 import secrets
 import threading
 from abc import ABC, abstractmethod
@@ -21,17 +19,13 @@ from pathlib import Path
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.keyvault.secrets import SecretClient
 
-from .errors import KeyDeleted, KeyExists, TenantNotOnboarded, VaultError
-from .keyring import read_keyring, write_keyring
-from .keys import _translate as _translate_read
-from .keys import secret_name
-from .model import is_valid_id
-from .ports import Clock, SystemClock
+from ..errors import KeyDeleted, KeyExists, TenantNotOnboarded, VaultError
+from ..ports import Clock, SystemClock
+from .key_format import new_key_value, secret_name, tenant_of
+from .keyvault_errors import OFFICER_ROLE, translate
+from .local_keyring import read_keyring, write_keyring
 
-__all__ = ["KeyAdmin", "KeyVersionInfo", "DeletedKeyInfo", "KeyVaultKeyAdmin", "LocalKeyringAdmin",
-           "OFFICER_ROLE"]
-
-OFFICER_ROLE = "Key Vault Secrets Officer"
+__all__ = ["KeyAdmin", "KeyVersionInfo", "DeletedKeyInfo", "KeyVaultKeyAdmin", "LocalKeyringAdmin"]
 
 
 @dataclass(frozen=True)
@@ -122,15 +116,8 @@ class KeyAdmin(ABC):
         """Whether the tenant's key is revoked and not yet purged."""
 
 
-def _new_value() -> str:
-    return base64.b64encode(os.urandom(32)).decode("ascii")
-
-
-def _translate(exc: AzureError, *, missing: type[VaultError] = TenantNotOnboarded) -> VaultError:
-    """The reader's translation, plus 409 (a set on a soft-deleted name), naming the ops role."""
-    if isinstance(exc, ResourceExistsError) or getattr(exc, "status_code", None) == 409:
-        return KeyDeleted()
-    return _translate_read(exc, missing=missing, role=OFFICER_ROLE)
+def _translate(exc: AzureError) -> VaultError:
+    return translate(exc, role=OFFICER_ROLE)
 
 
 class KeyVaultKeyAdmin(KeyAdmin):
@@ -171,7 +158,7 @@ class KeyVaultKeyAdmin(KeyAdmin):
             names = [p.name or "" for p in self._client.list_properties_of_secrets()]
         except AzureError as exc:
             raise _translate(exc) from exc
-        return sorted(n[7:] for n in names if n.startswith("tenant-") and is_valid_id(n[7:]))
+        return sorted(t for t in map(tenant_of, names) if t is not None)
 
     def versions(self, tenant_id: str) -> list[KeyVersionInfo]:
         """Role: Key Vault Secrets Officer (secrets/list)."""
@@ -242,7 +229,7 @@ class KeyVaultKeyAdmin(KeyAdmin):
 
     def _set(self, tenant_id: str, name: str) -> KeyVersionInfo:
         try:
-            props = self._client.set_secret(name, _new_value()).properties
+            props = self._client.set_secret(name, new_key_value()).properties
         except ResourceExistsError as exc:
             raise _deleted(tenant_id) from exc
         except AzureError as exc:
@@ -283,8 +270,7 @@ class LocalKeyringAdmin(KeyAdmin):
 
     def tenants(self) -> list[str]:
         secrets_ = read_keyring(self._path)["secrets"]
-        return sorted(n[7:] for n, v in secrets_.items() if v and n.startswith("tenant-")
-                      and is_valid_id(n[7:]))
+        return sorted(t for t in (tenant_of(n) for n, v in secrets_.items() if v) if t is not None)
 
     def versions(self, tenant_id: str) -> list[KeyVersionInfo]:
         name = secret_name(tenant_id)
@@ -336,7 +322,7 @@ class LocalKeyringAdmin(KeyAdmin):
 
     def _add(self, document: dict, tenant_id: str, name: str) -> KeyVersionInfo:
         # "created" is for people reading the file; readers order versions by position.
-        entry = {"version": secrets.token_hex(16), "value": _new_value(),
+        entry = {"version": secrets.token_hex(16), "value": new_key_value(),
                  "created": self._clock.now().isoformat()}
         document["secrets"].setdefault(name, []).append(entry)
         write_keyring(self._path, document)

@@ -1,6 +1,6 @@
 """Serve ``function_app.app`` locally where Azure Functions Core Tools are absent.
 
-    python -m tokenvault.devhost [--port N] [--folder DIR]
+    python -m tokenvault.dev.devhost [--port N] [--folder DIR]
 
 Like ``func start`` it reads ``local.settings.json`` in the folder (``Values`` become the
 environment — variables already set win — and ``Host.LocalHttpPort`` the port, default
@@ -36,10 +36,10 @@ import azure.functions as func
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
-from . import logfields
+from .. import logfields
 from .ncrontab import Schedule
 
-log = logging.getLogger("tokenvault.devhost")
+log = logging.getLogger("tokenvault.dev.devhost")
 
 __all__ = ["DevHost", "index_functions", "main"]
 
@@ -261,7 +261,7 @@ def _serve(host: DevHost, port: int) -> ThreadingHTTPServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tokenvault.devhost",
+    parser = argparse.ArgumentParser(prog="python -m tokenvault.dev.devhost",
                                      description="Serve function_app locally without Core Tools.")
     parser.add_argument("--port", type=int, help="default: Host.LocalHttpPort or 7071")
     parser.add_argument("--folder", type=Path, default=Path.cwd(),

@@ -36,7 +36,8 @@ import msal
 import requests
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
-from .errors import (
+from ..clouds import PUBLIC_CLOUD
+from ..errors import (
     BadRequest,
     InternalError,
     InvalidToken,
@@ -46,22 +47,21 @@ from .errors import (
     UpstreamUnavailable,
     VaultError,
 )
-from .model import TokenGrant
-from .ports import IdentityProvider
-from .sensitive import Sensitive
-from .settings import CredentialKind, Settings
-from .singleflight import SingleFlight
+from ..model import TokenGrant
+from ..ports import IdentityProvider
+from ..scopes import is_reserved, without_reserved
+from ..sensitive import Sensitive
+from ..settings import CredentialKind, Settings
+from ..singleflight import SingleFlight
+from .upstream import retry_after_of
 
 __all__ = ["EntraIdentityProvider", "FEDERATION_SCOPE"]
 
-log = logging.getLogger("tokenvault.entra")
+log = logging.getLogger("tokenvault.adapters.entra")
 
-PUBLIC_CLOUD = "https://login.microsoftonline.com"
 #: What a managed identity's token must be for, to serve as a federated client credential.
 FEDERATION_SCOPE = "api://AzureADTokenExchange/.default"
 _IDP = "identity_provider"
-# msal adds these to every request itself and refuses them from the caller.
-_RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
 # invalid_grant codes that in OBO mean the user's token was refused, not that a grant died.
 _ASSERTION_REFUSED = frozenset({50013, 50027, 500133})
 # invalid_grant codes that are throttling: the refresh token is alive.
@@ -100,10 +100,7 @@ class _Transport:
     @staticmethod
     def _checked(response: requests.Response) -> requests.Response:
         if response.status_code == 429 or response.status_code >= 500:
-            try:
-                retry_after = int(response.headers.get("Retry-After", "5"))
-            except ValueError:
-                retry_after = 5
+            retry_after = retry_after_of(response, default=5)
             response.close()
             raise _Unavailable(response.status_code, retry_after)
         return response
@@ -276,7 +273,7 @@ class EntraIdentityProvider(IdentityProvider):
             log.error("%s at tenant %s: malformed answer", flow, tenant_id)
             raise InternalError()
         granted = tuple(s for s in str(result.get("scope") or "").split()
-                        if s not in _RESERVED_SCOPES)
+                        if not is_reserved(s))
         return TokenGrant(access_token=Sensitive(access),
                           refresh_token=Sensitive(refresh) if refresh else None,
                           expires_on=expires_on, scopes=granted or scopes,
@@ -284,7 +281,7 @@ class EntraIdentityProvider(IdentityProvider):
 
 
 def _requested(scopes: Sequence[str]) -> tuple[str, ...]:
-    return tuple(s for s in scopes if s not in _RESERVED_SCOPES)
+    return without_reserved(scopes)
 
 
 def _certificate_credential(path) -> dict:

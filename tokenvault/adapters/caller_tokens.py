@@ -36,19 +36,20 @@ from typing import TYPE_CHECKING
 import jwt
 import requests
 
-from .errors import InvalidToken, UpstreamUnavailable
-from .model import Caller, CallerKind, is_valid_id
-from .sensitive import Sensitive
-from .singleflight import SingleFlight
+from ..clouds import PUBLIC_CLOUD
+from ..errors import InvalidToken, UpstreamUnavailable
+from ..model import Caller, CallerKind, is_valid_id
+from ..sensitive import Sensitive
+from ..singleflight import SingleFlight
+from .upstream import retry_after_of
 
 if TYPE_CHECKING:
-    from .settings import Settings
+    from ..settings import Settings
 
-__all__ = ["TokenValidator", "PUBLIC_CLOUD"]
+__all__ = ["CallerTokenValidator"]
 
-log = logging.getLogger("tokenvault.tokens")
+log = logging.getLogger("tokenvault.adapters.caller_tokens")
 
-PUBLIC_CLOUD = "https://login.microsoftonline.com"
 MAX_TOKEN_LENGTH = 16 * 1024
 MAX_LEEWAY = 300.0
 _ALGORITHM = "RS256"
@@ -69,7 +70,7 @@ class _Rejected(Exception):
         self.reason = reason
 
 
-class TokenValidator:
+class CallerTokenValidator:
     """The ``Authenticate`` callable of ``tokenvault.http``: raw Authorization header → Caller.
 
     Fetching JWKS needs no role: the keys document is public.
@@ -95,7 +96,7 @@ class TokenValidator:
 
     @classmethod
     def from_settings(cls, settings: "Settings",
-                      session: requests.Session | None = None) -> "TokenValidator":
+                      session: requests.Session | None = None) -> "CallerTokenValidator":
         return cls(client_id=settings.client_id, authority_host=settings.authority_host,
                    allowed_tenants=settings.allowed_tenants, session=session)
 
@@ -296,7 +297,7 @@ class _JwksCache:
             raise UpstreamUnavailable(upstream="identity_provider") from exc
         if response.status_code == 429 or response.status_code >= 500:
             log.warning("signing keys of tenant %s: HTTP %d", tenant, response.status_code)
-            raise UpstreamUnavailable(retry_after=_retry_after(response),
+            raise UpstreamUnavailable(retry_after=retry_after_of(response, default=5),
                                       upstream="identity_provider")
         try:
             document = response.json() if response.status_code == 200 else {}
@@ -315,9 +316,3 @@ class _JwksCache:
                 continue
         return keys
 
-
-def _retry_after(response: requests.Response) -> int:
-    try:
-        return int(response.headers.get("Retry-After", "5"))
-    except ValueError:
-        return 5

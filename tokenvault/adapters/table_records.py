@@ -24,10 +24,11 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from .errors import InternalError, NotFound, RecordConflict, UpstreamUnavailable, VaultError
-from .model import RecordKey, TokenRecord, valid_id
-from .ports import Page, Records
+from ..errors import InternalError, NotFound, RecordConflict, UpstreamUnavailable, VaultError
+from ..model import RecordKey, TokenRecord, valid_id
+from ..ports import Page, Records
 from .table_entity import decode_continuation, encode_continuation, ids, to_entity, to_record, to_summary
+from .upstream import retry_after_of
 
 __all__ = ["TableRecords", "CLIENT_OPTIONS"]
 
@@ -237,8 +238,8 @@ def _translate(exc: AzureError) -> VaultError:
         return InternalError()
     if status is None or status in (408, 429) or status >= 500:
         # No status: the request never got an answer (refused, reset, timed out).
-        retry_after = _retry_after(exc)
-        return UpstreamUnavailable(retry_after=retry_after, upstream="storage")
+        return UpstreamUnavailable(retry_after=retry_after_of(exc, default=_DEFAULT_RETRY_AFTER),
+                                   upstream="storage")
     log.error("storage rejected the request (HTTP %s, %s)", status, code or "no code",
               extra={"code": "storage_rejected"})
     return InternalError()
@@ -248,9 +249,3 @@ def _header(exc: AzureError, name: str) -> str | None:
     response = getattr(exc, "response", None)
     return response.headers.get(name) if response is not None else None
 
-
-def _retry_after(exc: AzureError) -> int:
-    try:
-        return max(1, int(float(_header(exc, "Retry-After") or "")))
-    except ValueError:
-        return _DEFAULT_RETRY_AFTER

@@ -10,8 +10,8 @@ import json
 import logging
 from datetime import datetime, timezone
 
-from .errors import BadRequest, InternalError
-from .model import RecordKey, RecordSummary, Status, TokenRecord, valid_id
+from ..errors import BadRequest, InternalError
+from ..model import RecordKey, RecordSummary, Status, TokenRecord, valid_id
 
 __all__ = ["ids", "to_entity", "to_record", "to_summary", "encode_continuation", "decode_continuation"]
 

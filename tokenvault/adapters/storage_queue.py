@@ -15,8 +15,9 @@ from contextlib import contextmanager
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import LinearRetry, QueueClient, TextBase64EncodePolicy
 
-from .errors import InternalError, UpstreamUnavailable, VaultError
-from .ports import Queue
+from ..errors import InternalError, UpstreamUnavailable, VaultError
+from ..ports import Queue
+from .upstream import retry_after_of
 
 __all__ = ["StorageQueue", "client_options", "POISON_SUFFIX"]
 
@@ -115,7 +116,8 @@ def _translate(exc: AzureError) -> VaultError:
     status = getattr(exc, "status_code", None)
     if status is None or status in (408, 429) or status >= 500:
         # No status: the request never got an answer (refused, reset, timed out).
-        return UpstreamUnavailable(retry_after=_retry_after(exc), upstream="storage")
+        return UpstreamUnavailable(retry_after=retry_after_of(exc, default=_DEFAULT_RETRY_AFTER),
+                                   upstream="storage")
     if status in (401, 403):
         log.error("storage refused the queue request (HTTP %s): the app's identity needs the Storage "
                   "Queue Data Message Sender and Reader roles (Contributor to create queues)",
@@ -129,10 +131,3 @@ def _translate(exc: AzureError) -> VaultError:
                   getattr(code, "value", code) or "no code", extra={"code": "storage_rejected"})
     return InternalError()
 
-
-def _retry_after(exc: AzureError) -> int:
-    response = getattr(exc, "response", None)
-    try:
-        return max(1, int(float(response.headers.get("Retry-After") or "")))
-    except (AttributeError, ValueError):
-        return _DEFAULT_RETRY_AFTER
