@@ -9,10 +9,11 @@ is the only place a refresh token may live.
 Every outcome of an MSAL call is mapped here, in three steps. ``_call`` runs the request and
 maps what it raises::
 
-    raised                                                   raised in turn
+    the request raised                                       raised
     429 or 5xx (with its Retry-After), timeout, connection
     error, msal's MsalServiceError                           UpstreamUnavailable(retry_after)
-    anything else, or no answer dict at all                  InternalError
+    any other exception (a VaultError passes through as it
+    is), or no answer dict at all                            InternalError
 
 ``_grant`` checks a success: an OBO grant without refresh_token is OfflineAccessMissing, one
 without an access token or expiry InternalError. ``_refusal`` decides what an error answer
