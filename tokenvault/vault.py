@@ -6,7 +6,8 @@ touch which record) is the HTTP layer's job; the vault trusts the keys it is giv
 Three rules shape every write here:
 - it is conditional on the ETag of the record it was derived from;
 - when it loses that race, the record already stored wins unless it still holds the very
-  refresh token we started from (then ours is newer and we try again);
+  refresh token we started from (then ours is newer and a redeem tries again; the sweep
+  never does, so a redeem racing it always wins);
 - a refresh token is dropped only when the identity provider said it is dead. Entra keeps old
   refresh tokens valid after rotation, so a rotation we fail to write loses nothing.
 """
@@ -36,7 +37,7 @@ from .ports import Clock, IdentityProvider, Keys, Records
 from .sensitive import Sensitive
 from .singleflight import SingleFlight
 
-__all__ = ["Vault", "Outcome"]
+__all__ = ["Vault", "Outcome", "Step", "decide"]
 
 log = logging.getLogger("tokenvault.vault")
 
@@ -83,7 +84,7 @@ class Vault:
         now = self._clock.now()
         for _ in range(_WRITE_ATTEMPTS):
             existing = self._read_or_none(key)
-            write_key = self._write_key(latest, existing)
+            write_key = self._sealing_key(latest, existing)
             record = TokenRecord(
                 tenant_id=key.tenant_id, user_id=key.user_id, client_id=self._client_id,
                 key_version=write_key.version, ciphertext=b"", status=Status.ACTIVE,
@@ -123,7 +124,7 @@ class Vault:
         except ReauthRequired as dead:
             record, grant = self._retry_if_raced(record, scopes, dead)
         if grant.refresh_token or record.status is not Status.ACTIVE:
-            self._write_back(record, grant.refresh_token, refreshed=bool(grant.refresh_token))
+            self._write_back_for_redeem(record, grant.refresh_token)
         if self._access is not None:
             self._access.put(cache_key, grant, self._clock.now())
         log.info("redeemed", extra=_event(key, rotated=bool(grant.refresh_token)))
@@ -158,40 +159,46 @@ class Vault:
 
     def maintain(self, key: RecordKey, *, refresh_before: datetime) -> Outcome:
         """Bring one record up to date: refresh it at the IdP if it was last refreshed before
-        ``refresh_before``, else rewrap it if its key version is not the latest.
+        ``refresh_before``, else rewrap it if its key version is not the latest (``decide``).
 
         Safe to repeat: it decides on the record as it is now, and every write is conditional.
         Raises ``UpstreamUnavailable`` (after noting the failure on the record) so the caller
         can back off; other failures are reported as outcomes.
         """
-        try:
-            record = self._records.get(key)
-        except NotFound:
+        record = self._read_or_none(key)
+        if record is None or _settled(record):
+            return Outcome.SKIPPED  # decided before the keys are read: no Key Vault call for it
+        tenant_key, sealing_version = self._sweep_keys(record)
+        step = decide(record, sealing_version=sealing_version, refresh_before=refresh_before,
+                      client_id=self._client_id)
+        if step is Step.SKIP:
             return Outcome.SKIPPED
-        if not record.redeemable and record.status is not Status.REVOKED:
-            return Outcome.SKIPPED
-        try:
-            tenant_key = self._key_of(record)
-            latest = self._write_key(self._keys.latest(key.tenant_id), record)
-        except (TenantRevoked, TenantNotOnboarded):
+        if step is Step.MARK_REVOKED:
             return self._mark_revoked(record)
-        if not record.ciphertext or record.client_id != self._client_id:
-            return Outcome.SKIPPED
-        due = record.refreshed_at < refresh_before
-        if not due and latest.version == record.key_version:
-            if record.status is Status.REVOKED:
-                return self._restore(record)
-            return Outcome.SKIPPED
+        if step is Step.RESTORE:
+            return self._restore(record)
+        assert tenant_key is not None  # decide marks the record revoked without one
         try:
             token = self._open(record, tenant_key)
         except CiphertextInvalid:
             self._note_failure(record, CiphertextInvalid.code)  # ops find it in LastError
             raise
-        if not due:
-            written = self._write_back(record, token, refreshed=False, yield_on_conflict=True)
-            return Outcome.REWRAPPED if written else Outcome.SKIPPED
+        if step is Step.REWRAP:
+            return Outcome.REWRAPPED if self._write_back_for_sweep(record, token) else Outcome.SKIPPED
+        return self._sweep_refresh(record, token)
+
+    def _sweep_keys(self, record: TokenRecord) -> tuple[TenantKey | None, str | None]:
+        """The record's own key, and the version a token of it would be sealed with now;
+        (None, None) when the tenant's key is revoked or gone."""
         try:
-            grant = self._identity.refresh(key.tenant_id, token, record.scopes)
+            tenant_key = self._key_of(record)
+            return tenant_key, self._sealing_key(self._keys.latest(record.tenant_id), record).version
+        except (TenantRevoked, TenantNotOnboarded):
+            return None, None
+
+    def _sweep_refresh(self, record: TokenRecord, token: Sensitive[str]) -> Outcome:
+        try:
+            grant = self._identity.refresh(record.tenant_id, token, record.scopes)
         except ReauthRequired as dead:
             if dead.reason != "invalid_grant":
                 self._note_failure(record, dead.reason)
@@ -202,40 +209,52 @@ class Vault:
             self._note_failure(record, "upstream_unavailable")
             raise
         # No rotation means the old token is still the one to keep; it is rewrapped all the same.
-        written = self._write_back(record, grant.refresh_token or token, refreshed=True,
-                                   yield_on_conflict=True)
+        written = self._write_back_for_sweep(self._refreshed(record), grant.refresh_token or token)
         return Outcome.REFRESHED if written else Outcome.SKIPPED
 
     # --- writes ------------------------------------------------------------------------
 
-    def _write_back(self, record: TokenRecord, token: Sensitive[str] | None, *,
-                    refreshed: bool, yield_on_conflict: bool = False) -> TokenRecord | None:
-        """Write ``token`` (None: keep the stored one) under the latest key, conditionally,
-        and mark the record active. ``refreshed``: the token was just used at the IdP.
+    def _write_back_for_redeem(self, record: TokenRecord, token: Sensitive[str] | None) -> None:
+        """After a redeem: write the rotated ``token`` (None: the IdP kept the old one, which
+        stays stored) and mark the record active.
 
         When the record changed since it was read, ours wins only if the stored one still
-        holds the refresh token we started from; otherwise the stored record is newer.
-        ``yield_on_conflict`` (the sweep) never retries: a redeem that got there first wins.
-        Returns the stored record, or None when another writer's record was kept.
+        holds the refresh token we started from (then we write again over it); otherwise the
+        stored record is newer and is kept.
         """
         for _ in range(_WRITE_ATTEMPTS):
-            updated = record.evolve(status=Status.ACTIVE)
-            if refreshed:
-                updated = updated.evolve(refreshed_at=self._clock.now(), failure_count=0,
-                                         last_error=None)
-            if token is not None:
-                write_key = self._write_key(self._keys.latest(record.tenant_id), record)
-                updated = self._sealed(updated, write_key, token)
+            updated = self._refreshed(record) if token else record
             try:
-                return self._records.update(updated)
+                self._records.update(self._resealed(updated, token))
+                return
             except RecordConflict:
-                if yield_on_conflict:
-                    return None
                 current = self._read(record.key)
                 if current.ciphertext != record.ciphertext:
-                    return None  # a newer token is already stored
+                    return  # a newer token is already stored
                 record = current
-        return None
+
+    def _write_back_for_sweep(self, record: TokenRecord, token: Sensitive[str]) -> bool:
+        """The sweep's write: ``token`` under the sealing key, the record active. It never
+        retries: a redeem that changed the record meanwhile knew more, and wins.
+        Returns whether ours was written."""
+        try:
+            self._records.update(self._resealed(record, token))
+            return True
+        except RecordConflict:
+            return False
+
+    def _resealed(self, record: TokenRecord, token: Sensitive[str] | None) -> TokenRecord:
+        """``record`` made active, with ``token`` sealed under the key to seal with (None: the
+        stored ciphertext is kept as it is)."""
+        updated = record.evolve(status=Status.ACTIVE)
+        if token is None:
+            return updated
+        return self._sealed(updated, self._sealing_key(self._keys.latest(record.tenant_id), record),
+                            token)
+
+    def _refreshed(self, record: TokenRecord) -> TokenRecord:
+        """``record`` as after a successful use of its token at the IdP."""
+        return record.evolve(refreshed_at=self._clock.now(), failure_count=0, last_error=None)
 
     def _mark_dead(self, record: TokenRecord, dead: ReauthRequired) -> None:
         if dead.reason != "invalid_grant":
@@ -279,8 +298,8 @@ class Vault:
                 raise TenantRevoked() from None
             raise
 
-    def _write_key(self, latest: TenantKey, existing: TokenRecord | None) -> TenantKey:
-        """The key to write under: the latest, unless the stored record is on a version newer
+    def _sealing_key(self, latest: TenantKey, existing: TokenRecord | None) -> TenantKey:
+        """The key to seal a token with: the latest, unless the stored record is on a version newer
         than our cached "latest" (another instance saw a rotation first). Never backwards."""
         if existing is None or existing.key_version == latest.version:
             return latest
@@ -334,6 +353,44 @@ class Vault:
     def _sealed(record: TokenRecord, key: TenantKey, token: Sensitive[str]) -> TokenRecord:
         record = record.evolve(key_version=key.version)
         return record.evolve(ciphertext=seal(key.material, token, _binding(record)))
+
+
+class Step(Enum):
+    """What ``maintain`` is to do with a record, as ``decide`` sees it."""
+
+    SKIP = "skip"
+    MARK_REVOKED = "mark_revoked"  # the tenant's key is gone
+    RESTORE = "restore"  # the tenant's key is back, and the record needs nothing else
+    REWRAP = "rewrap"  # seal the same token under the newer key
+    REFRESH = "refresh"  # redeem the token at the IdP, and seal what comes back
+
+
+def decide(record: TokenRecord, *, sealing_version: str | None, refresh_before: datetime,
+           client_id: str) -> Step:
+    """The sweep's decision on one record as read; ``maintain`` acts on it.
+
+    ``sealing_version`` is the version of the key a token of this record would be sealed with
+    now (the latest, or the record's own if newer), or None when the tenant's key is revoked or
+    gone. ``refresh_before``: a record last refreshed before it is due. ``client_id``: ours;
+    a record stored for another app registration holds a token we cannot use.
+    """
+    if _settled(record):
+        return Step.SKIP
+    if sealing_version is None:
+        return Step.MARK_REVOKED
+    if not record.ciphertext or record.client_id != client_id:
+        return Step.SKIP
+    if record.refreshed_at < refresh_before:
+        return Step.REFRESH
+    if sealing_version != record.key_version:
+        return Step.REWRAP
+    return Step.RESTORE if record.status is Status.REVOKED else Step.SKIP
+
+
+def _settled(record: TokenRecord) -> bool:
+    """Nothing for the sweep to do, whatever the keys: the user must sign in again, or there
+    is no token to keep. A revoked record is not settled: its tenant's key may be back."""
+    return not record.redeemable and record.status is not Status.REVOKED
 
 
 def _binding(record: TokenRecord) -> Binding:

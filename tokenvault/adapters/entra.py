@@ -6,18 +6,28 @@ cache is replaced by one that stores nothing: a shared app would otherwise keep 
 refresh, access and ID tokens in memory for the life of the process, and the vault's table
 is the only place a refresh token may live.
 
-Every outcome of an MSAL call is mapped in ``_outcome``::
+Every outcome of an MSAL call is mapped here, in three steps. ``_call`` runs the request and
+maps what it raises::
+
+    the request raised                                       raised
+    429 or 5xx (with its Retry-After), timeout, connection
+    error, msal's MsalServiceError                           UpstreamUnavailable(retry_after)
+    any other exception (a VaultError passes through as it
+    is), or no answer dict at all                            InternalError
+
+``_grant`` checks a success: an OBO grant without refresh_token is OfflineAccessMissing, one
+without an access token or expiry InternalError. ``_refusal`` decides what an error answer
+means from the plain dict alone (error, error_codes, suberror, claims); the first row that
+matches decides, and ReauthRequired carries Entra's claims challenge when there is one::
 
     answer                                                   raised
-    success without refresh_token (OBO)                      OfflineAccessMissing
-    invalid_grant + suberror consent_required / 65001        ReauthRequired(consent_required)
+    suberror consent_required / 65001                        ReauthRequired(consent_required)
+    50196, temporarily_unavailable                           UpstreamUnavailable
     interaction_required (50076, 50079, 53003, ...)          ReauthRequired(interaction_required)
     invalid_grant, OBO assertion refused (50013, 50027, ...) InvalidToken
     invalid_grant (70008, 700082, 50173, 70043, 50132, ...)  ReauthRequired(invalid_grant)
     invalid_scope (the caller asked for scopes Entra refuses) BadRequest(field="scopes")
-    429, 5xx, 50196, temporarily_unavailable, timeout,
-    connection error                                         UpstreamUnavailable(retry_after)
-    anything else (invalid_client, a bad answer, ...)        InternalError
+    anything else (invalid_client, ...)                      InternalError
 
 Only the error, its AADSTS numbers, suberror and correlation id are logged: Entra's
 ``error_description`` is not ours to repeat, and no token ever is.
@@ -29,7 +39,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import msal
@@ -217,46 +227,13 @@ class EntraIdentityProvider(IdentityProvider):
     def _outcome(self, flow: str, tenant_id: str, scopes: tuple[str, ...],
                  request: Callable[[], dict]) -> TokenGrant:
         """Run one msal request; return its grant or raise the VaultError its outcome means."""
-        try:
-            result = request()
-        except _Unavailable as exc:
-            log.warning("%s at tenant %s: HTTP %d, retry after %ds", flow, tenant_id, exc.status,
-                        exc.retry_after)
-            raise UpstreamUnavailable(retry_after=exc.retry_after, upstream=_IDP) from exc
-        except (requests.RequestException, msal.exceptions.MsalServiceError,
-                ServiceRequestError, ServiceResponseError) as exc:
-            log.warning("%s at tenant %s: %s", flow, tenant_id, type(exc).__name__)
-            raise UpstreamUnavailable(upstream=_IDP) from exc
-        except VaultError:
-            raise
-        except Exception as exc:
-            log.error("%s at tenant %s failed: %s", flow, tenant_id, type(exc).__name__)
-            raise InternalError() from exc
-        if not isinstance(result, dict):
-            log.error("%s at tenant %s: no answer", flow, tenant_id)
-            raise InternalError()
+        result = _call(flow, tenant_id, request)
         if "error" not in result and "access_token" in result:
             return self._grant(flow, tenant_id, scopes, result)
-        error, suberror = result.get("error"), result.get("suberror")
-        codes = frozenset(c for c in result.get("error_codes") or () if isinstance(c, int))
-        claims = result.get("claims") if isinstance(result.get("claims"), str) else None
         log.info("%s at tenant %s refused: %s %s suberror=%s correlation_id=%s", flow, tenant_id,
-                 error, sorted(codes), suberror, result.get("correlation_id"))
-        if suberror == "consent_required" or 65001 in codes:
-            raise ReauthRequired(reason="consent_required", claims=claims)
-        if codes & _THROTTLED or error == "temporarily_unavailable":
-            raise UpstreamUnavailable(upstream=_IDP)
-        if error == "interaction_required":
-            raise ReauthRequired(reason="interaction_required", claims=claims)
-        if error == "invalid_grant":
-            if flow == "obo" and codes & _ASSERTION_REFUSED:
-                raise InvalidToken()
-            raise ReauthRequired(reason="invalid_grant", claims=claims)
-        if error == "invalid_scope":
-            # The caller's own mistake, and one it can fix: say which field.
-            raise BadRequest("The identity provider refused the requested scopes.",
-                             field="scopes")
-        raise InternalError()
+                 result.get("error"), sorted(_codes(result)), result.get("suberror"),
+                 result.get("correlation_id"))
+        raise _refusal(flow, result)
 
     def _grant(self, flow: str, tenant_id: str, scopes: tuple[str, ...], result: dict) -> TokenGrant:
         access, refresh = result.get("access_token"), result.get("refresh_token")
@@ -278,6 +255,57 @@ class EntraIdentityProvider(IdentityProvider):
                           refresh_token=Sensitive(refresh) if refresh else None,
                           expires_on=expires_on, scopes=granted or scopes,
                           token_type=str(result.get("token_type") or "Bearer"))
+
+
+def _call(flow: str, tenant_id: str, request: Callable[[], dict]) -> dict:
+    """Run one msal request and return its answer, or raise what its exception means."""
+    try:
+        result = request()
+    except _Unavailable as exc:
+        log.warning("%s at tenant %s: HTTP %d, retry after %ds", flow, tenant_id, exc.status,
+                    exc.retry_after)
+        raise UpstreamUnavailable(retry_after=exc.retry_after, upstream=_IDP) from exc
+    except (requests.RequestException, msal.exceptions.MsalServiceError,
+            ServiceRequestError, ServiceResponseError) as exc:
+        log.warning("%s at tenant %s: %s", flow, tenant_id, type(exc).__name__)
+        raise UpstreamUnavailable(upstream=_IDP) from exc
+    except VaultError:
+        raise
+    except Exception as exc:
+        log.error("%s at tenant %s failed: %s", flow, tenant_id, type(exc).__name__)
+        raise InternalError() from exc
+    if not isinstance(result, dict):
+        log.error("%s at tenant %s: no answer", flow, tenant_id)
+        raise InternalError()
+    return result
+
+
+def _refusal(flow: str, result: Mapping[str, Any]) -> VaultError:
+    """The error an msal error answer means, from the answer alone: the module's second table.
+
+    ``flow`` is ``"obo"`` or ``"refresh"``: only OBO has a user's token for Entra to refuse.
+    """
+    error, codes = result.get("error"), _codes(result)
+    claims = result.get("claims") if isinstance(result.get("claims"), str) else None
+    if result.get("suberror") == "consent_required" or 65001 in codes:
+        return ReauthRequired(reason="consent_required", claims=claims)
+    if codes & _THROTTLED or error == "temporarily_unavailable":
+        return UpstreamUnavailable(upstream=_IDP)
+    if error == "interaction_required":
+        return ReauthRequired(reason="interaction_required", claims=claims)
+    if error == "invalid_grant":
+        if flow == "obo" and codes & _ASSERTION_REFUSED:
+            return InvalidToken()
+        return ReauthRequired(reason="invalid_grant", claims=claims)
+    if error == "invalid_scope":
+        # The caller's own mistake, and one it can fix: say which field.
+        return BadRequest("The identity provider refused the requested scopes.", field="scopes")
+    return InternalError()
+
+
+def _codes(result: Mapping[str, Any]) -> frozenset[int]:
+    """The answer's AADSTS numbers (msal's ``error_codes``); anything not an int is ignored."""
+    return frozenset(c for c in result.get("error_codes") or () if isinstance(c, int))
 
 
 def _requested(scopes: Sequence[str]) -> tuple[str, ...]:
