@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .errors import BadRequest, TenantNotOnboarded, UpstreamUnavailable, VaultError
+from .maintenance import Outcome
 from .model import RecordKey, RecordSummary, Status, is_valid_id
 from .ports import Clock, Keys, Queue, Records
-from .vault import Outcome, Vault
+from .vault import Vault
 
 __all__ = ["Planner", "Worker", "SweepHandler", "PlanSummary", "BatchSummary", "due_before",
            "MESSAGE_VERSION"]

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from enum import Enum
 
 from .access_cache import AccessTokenCache
 from .envelope import Binding, seal, unseal
@@ -32,29 +31,18 @@ from .errors import (
     TenantRevoked,
     UpstreamUnavailable,
 )
+from .maintenance import Outcome, Step, decide, settled
 from .model import Caller, RecordKey, Status, TenantKey, TokenGrant, TokenRecord
 from .ports import Clock, IdentityProvider, Keys, Records
 from .sensitive import Sensitive
 from .singleflight import SingleFlight
 
-__all__ = ["Vault", "Outcome", "Step", "decide"]
+__all__ = ["Vault"]
 
 log = logging.getLogger("tokenvault.vault")
 
 # A lost race is retried this often before the caller is asked to retry later.
 _WRITE_ATTEMPTS = 3
-
-
-class Outcome(str, Enum):
-    """What ``maintain`` did to one record."""
-
-    REWRAPPED = "rewrapped"
-    REFRESHED = "refreshed"
-    RESTORED = "restored"  # the tenant's key is back: `revoked` → `active`
-    REAUTH_REQUIRED = "reauth_required"
-    REVOKED = "revoked"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # nothing to do, or someone else changed or deleted it meanwhile
 
 
 class Vault:
@@ -166,7 +154,7 @@ class Vault:
         can back off; other failures are reported as outcomes.
         """
         record = self._read_or_none(key)
-        if record is None or _settled(record):
+        if record is None or settled(record):
             return Outcome.SKIPPED  # decided before the keys are read: no Key Vault call for it
         tenant_key, sealing_version = self._sweep_keys(record)
         step = decide(record, sealing_version=sealing_version, refresh_before=refresh_before,
@@ -353,44 +341,6 @@ class Vault:
     def _sealed(record: TokenRecord, key: TenantKey, token: Sensitive[str]) -> TokenRecord:
         record = record.evolve(key_version=key.version)
         return record.evolve(ciphertext=seal(key.material, token, _binding(record)))
-
-
-class Step(Enum):
-    """What ``maintain`` is to do with a record, as ``decide`` sees it."""
-
-    SKIP = "skip"
-    MARK_REVOKED = "mark_revoked"  # the tenant's key is gone
-    RESTORE = "restore"  # the tenant's key is back, and the record needs nothing else
-    REWRAP = "rewrap"  # seal the same token under the newer key
-    REFRESH = "refresh"  # redeem the token at the IdP, and seal what comes back
-
-
-def decide(record: TokenRecord, *, sealing_version: str | None, refresh_before: datetime,
-           client_id: str) -> Step:
-    """The sweep's decision on one record as read; ``maintain`` acts on it.
-
-    ``sealing_version`` is the version of the key a token of this record would be sealed with
-    now (the latest, or the record's own if newer), or None when the tenant's key is revoked or
-    gone. ``refresh_before``: a record last refreshed before it is due. ``client_id``: ours;
-    a record stored for another app registration holds a token we cannot use.
-    """
-    if _settled(record):
-        return Step.SKIP
-    if sealing_version is None:
-        return Step.MARK_REVOKED
-    if not record.ciphertext or record.client_id != client_id:
-        return Step.SKIP
-    if record.refreshed_at < refresh_before:
-        return Step.REFRESH
-    if sealing_version != record.key_version:
-        return Step.REWRAP
-    return Step.RESTORE if record.status is Status.REVOKED else Step.SKIP
-
-
-def _settled(record: TokenRecord) -> bool:
-    """Nothing for the sweep to do, whatever the keys: the user must sign in again, or there
-    is no token to keep. A revoked record is not settled: its tenant's key may be back."""
-    return not record.redeemable and record.status is not Status.REVOKED
 
 
 def _binding(record: TokenRecord) -> Binding:

@@ -27,9 +27,9 @@ from tests.integration.test_hostile_tokens import recompose  # noqa: F401 - a fi
 from tests.support.stack_fixtures import new_id
 from tokenvault.adapters.memory_queue import MemoryQueue
 from tokenvault.cli.sweep import run_in_process
+from tokenvault.maintenance import Outcome
 from tokenvault.model import RecordKey
 from tokenvault.sweep import Planner, Worker
-from tokenvault.vault import Outcome
 
 pytestmark = pytest.mark.integration
 

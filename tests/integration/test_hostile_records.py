@@ -17,9 +17,9 @@ from azure.data.tables import TableClient, UpdateMode
 from tests.support.stack_fixtures import SCOPES, new_id
 from tokenvault.adapters.memory_queue import MemoryQueue
 from tokenvault.cli.sweep import run_in_process
+from tokenvault.maintenance import Outcome
 from tokenvault.model import RecordKey, Status
 from tokenvault.sweep import Planner, Worker
-from tokenvault.vault import Outcome
 
 pytestmark = pytest.mark.integration
 

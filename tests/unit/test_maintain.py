@@ -8,8 +8,8 @@ import pytest
 from tests.fakes import throttled
 from tests.unit.world import KEY, SCOPES, TENANT, World
 from tokenvault.errors import ReauthRequired, UpstreamUnavailable
+from tokenvault.maintenance import Outcome
 from tokenvault.model import Status
-from tokenvault.vault import Outcome
 
 
 @pytest.fixture

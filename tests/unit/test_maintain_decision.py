@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.unit.world import CLIENT, SCOPES, TENANT, USER
+from tokenvault.maintenance import Step, decide
 from tokenvault.model import Status, TokenRecord
-from tokenvault.vault import Step, decide
 
 THRESHOLD = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
 FRESH = THRESHOLD + timedelta(days=1)  # refreshed after the threshold: not due

@@ -14,9 +14,9 @@ from tests.unit.world import SCOPES, World
 from tokenvault.adapters.memory_queue import MemoryQueue
 from tokenvault.cli.sweep import run_in_process
 from tokenvault.errors import BadRequest
+from tokenvault.maintenance import Outcome
 from tokenvault.model import RecordKey, Status
 from tokenvault.sweep import Planner, SweepHandler, Worker, due_before
-from tokenvault.vault import Outcome
 
 TENANTS = ["aaaaaaaa-0000-0000-0000-00000000000%d" % i for i in range(1, 4)]
 REFRESH_AFTER = timedelta(days=7)
