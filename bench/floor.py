@@ -4,7 +4,7 @@ With the raw SDK calls, in a plain loop:
 
 1. one Table point read (``TableClient.get_entity``);
 2. AES-256-GCM decrypt of the stored refresh token (key already in memory, as a warm cache
-   holds it; the associated data is the record's identity, as in DESIGN.md "Record");
+   holds it; the associated data is the record's identity, as in docs/design.md "Ciphertext");
 3. the IdP refresh call: a plain ``requests`` POST of ``grant_type=refresh_token`` to the
    tenant's token endpoint — the rawest client there is. The form asks for the same scopes
    msal sends (``<scopes> offline_access openid profile``, ``client_info=1``), so the
@@ -13,7 +13,7 @@ With the raw SDK calls, in a plain loop:
 5. one conditional Table write (``update_entity`` REPLACE with the ETag, ``IfNotModified``).
 
 No error handling, no validation, no logging, no object model: a floor, not a product. The
-rows use the record layout of DESIGN.md so the payloads match the vault's byte for byte in
+rows use the record layout of docs/design.md so the payloads match the vault's byte for byte in
 size.
 """
 

@@ -1,5 +1,5 @@
 // TokenVault: a Python 3.11 Function App on Flex Consumption that keeps OAuth refresh tokens
-// encrypted under per-tenant keys held in Key Vault (DESIGN.md).
+// encrypted under per-tenant keys held in Key Vault (docs/design.md).
 //
 // Deploy into an existing resource group:
 //   az deployment group create -g <rg> -f infra/main.bicep \
@@ -99,7 +99,7 @@ var functionAppName = 'func-tokenvault-${resourceToken}'
 
 // The one identity of the app: storage (host and data), Key Vault reads, App Insights
 // ingestion, and the federated credential of the app registration. It must be user-assigned:
-// only a user-assigned identity can be a federated credential (FIELD-NOTES.md).
+// only a user-assigned identity can be a federated credential (docs/field-notes.md).
 resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
   name: 'id-tokenvault-${resourceToken}'
   location: location

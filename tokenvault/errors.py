@@ -207,7 +207,7 @@ class InternalError(VaultError):
     pass
 
 
-#: The codes a caller may see, each with its status (DESIGN.md's list).
+#: The codes a caller may see, each with its status (docs/design.md "Problem codes").
 PUBLIC_CODES: dict[str, int] = {
     cls.code: cls.status
     for cls in (InvalidToken, InsufficientPermissions, BadRequest, PayloadTooLarge, NotFound,

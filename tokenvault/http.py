@@ -5,7 +5,7 @@ the log line. Every error is RFC 9457 ``application/problem+json`` with a stable
 error whose code is internal (``public`` False) or that is not a ``VaultError`` at all is
 answered as ``internal`` with no detail.
 
-Who may do what (DESIGN.md "HTTP API"):
+Who may do what (docs/design.md "HTTP API"):
 - a user token (delegated, audience = our client) stores, redeems, reads and forgets its
   own record, identified by the token's ``tid`` and ``oid`` — never by a name in the body;
 - an app token must come from an app listed in ``TOKENVAULT_REDEEM_CALLERS`` *and* carry the

@@ -61,7 +61,7 @@ class RecordKey:
 
 @dataclass(frozen=True)
 class TokenRecord:
-    """One user's stored refresh token, as the table holds it (DESIGN.md "Record").
+    """One user's stored refresh token, as the table holds it (docs/design.md "Record layout").
 
     ``ciphertext`` is the envelope of the refresh token, or empty when there is nothing to
     redeem. ``etag`` is the version of the row this record was read from (None: never stored);

@@ -1,6 +1,6 @@
 """Settings, read from the environment once and validated as a whole.
 
-Every name here is a contract with infra and callers (DESIGN.md "Settings"). A bad or
+Every name here is a contract with infra and callers (docs/design.md "Settings"). A bad or
 missing value raises ``SettingError`` whose message is one line naming the setting, and
 never the value (a setting may be a secret or a connection string).
 """

@@ -14,7 +14,7 @@ param deploymentContainerUrl string
 param applicationInsightsName string
 param instanceMemoryMB int
 param maximumInstanceCount int
-@description('The TOKENVAULT_* settings of DESIGN.md, and AZURE_CLIENT_ID.')
+@description('The TOKENVAULT_* settings of docs/design.md, and AZURE_CLIENT_ID.')
 param tokenVaultSettings object
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {

@@ -1,4 +1,4 @@
-"""The Function App's settings in the templates: every setting of DESIGN.md is wired (or kept
+"""The Function App's settings in the templates: every setting of docs/design.md is wired (or kept
 out of Azure on purpose), the app's own settings code accepts them, and no template, parameter
 file or pipeline holds a secret."""
 
@@ -13,7 +13,7 @@ from tokenvault.settings import CredentialKind, Settings
 APP_SETTINGS = "Microsoft.Web/sites/config"
 UAMI_CLIENT_ID = "11111111-2222-3333-4444-555555555555"
 CLIENT_ID = "99999999-8888-7777-6666-555555555555"
-# Settings of local.settings.sample.json (DESIGN.md "Settings") that Azure must NOT get, and why.
+# Settings of local.settings.sample.json (docs/design.md "Settings") that Azure must NOT get, and why.
 NOT_IN_AZURE = {
     "TOKENVAULT_CLIENT_SECRET": "a stored secret: Azure uses the managed identity as federated credential",
     "TOKENVAULT_CLIENT_CERTIFICATE_PATH": "same: no certificate to store either",
@@ -33,7 +33,7 @@ def arm_app_settings() -> dict[str, str]:
 
 
 def design_settings() -> set[str]:
-    """DESIGN.md: local.settings.sample.json lists every setting."""
+    """docs/design.md: local.settings.sample.json lists every setting."""
     sample = json.loads((ROOT / "local.settings.sample.json").read_text())["Values"]
     return {name for name in sample if name.startswith("TOKENVAULT_")}
 

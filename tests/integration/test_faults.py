@@ -7,7 +7,7 @@ After each fault: callers got ``upstream_unavailable`` with a Retry-After where 
 transient, no good refresh token was lost (the stored one is still valid at the fake, or was
 replaced by a newer valid one), and the record still decrypts.
 
-msal remembers a failed request for its Retry-After (FIELD-NOTES): the request after a fault
+msal remembers a failed request for its Retry-After (docs/field-notes.md): the request after a fault
 asks for other scopes, which is another request to msal.
 """
 

@@ -1,4 +1,4 @@
-"""The HTTP contract, route by route and outcome by outcome (DESIGN.md "HTTP API" and its code
+"""The HTTP contract, route by route and outcome by outcome (docs/design.md "HTTP API" and its code
 list), through function_app's declared functions as the worker calls them, with every real
 part behind them: msal and PyJWT against the Entra fake, SecretClient against the Key Vault
 fake, azure-data-tables against Azurite.

@@ -1,4 +1,4 @@
-"""TableRecords against a real Azurite: the Records port's contract, DESIGN.md's entity layout,
+"""TableRecords against a real Azurite: the Records port's contract, docs/design.md's entity layout,
 ETag concurrency, the projection scan and the ops methods (edges and errors: *_errors.py)."""
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ def test_no_repr_or_log_line_shows_ciphertext_or_plaintext(records, secret_token
 
 
 
-# --- the round trip of DESIGN.md's local set-up -----------------------------------------------
+# --- the round trip of docs/design.md's local set-up ------------------------------------------
 
 def test_a_record_stored_in_azurite_decrypts_with_the_key_from_the_local_keyring(records, tmp_path):
     tenant = new_id()

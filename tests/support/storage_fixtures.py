@@ -1,7 +1,7 @@
 """Fixtures for the table and queue adapters, over the session's Azurite.
 
 Each test gets a table (or queue) of its own. Bulk rows are written as raw entities in the
-layout DESIGN.md "Record" gives, with transactions of 100, so the adapter is checked against
+layout docs/design.md "Record layout" gives, with transactions of 100, so the adapter is checked against
 the contract rather than against its own writer.
 """
 

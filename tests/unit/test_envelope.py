@@ -1,4 +1,4 @@
-"""The envelope format of DESIGN.md, held to the letter."""
+"""The envelope format of docs/design.md, held to the letter."""
 
 import base64
 import os
@@ -42,7 +42,7 @@ def test_known_answer_with_a_fixed_nonce():
 
 
 def test_an_independent_implementation_decrypts_a_stored_blob():
-    """The format is a contract: a few lines built from DESIGN.md alone must open it."""
+    """The format is a contract: a few lines built from docs/design.md alone must open it."""
     blob = seal(KEY, TOKEN, BINDING)
     stored = base64.b64encode(blob).decode()  # as it might be exported from the table
 

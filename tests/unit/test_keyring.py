@@ -1,4 +1,4 @@
-"""LocalKeyring: the local keyring file read with Key Vault's semantics (DESIGN.md "Local keyring")."""
+"""LocalKeyring: the local keyring file read with Key Vault's semantics (docs/design.md "Local keyring")."""
 
 from __future__ import annotations
 

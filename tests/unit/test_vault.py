@@ -1,4 +1,4 @@
-"""The vault's use cases against in-memory fakes of its ports: the contract of DESIGN.md's
+"""The vault's use cases against in-memory fakes of its ports: the contract of docs/design.md's
 Store, Redeem and Forget flows and of the invariants."""
 
 import threading

@@ -1,4 +1,4 @@
-"""How a ``TokenRecord`` is laid out as a Table entity (DESIGN.md "Record"), and the scan's
+"""How a ``TokenRecord`` is laid out as a Table entity (docs/design.md "Record layout"), and the scan's
 continuation token. No I/O here: ``records.TableRecords`` does the talking to the service.
 """
 

@@ -1,7 +1,7 @@
 """The record store on Azure Table Storage: one entity per (tenant, user), every write
 conditional on the ETag it was read with.
 
-The entity layout (DESIGN.md "Record") lives in ``table_entity``. Ids are checked as lower-case
+The entity layout (docs/design.md "Record layout") lives in ``table_entity``. Ids are checked as lower-case
 GUIDs here again, although ``RecordKey`` and ``TokenRecord`` already check them, because this is
 where an id becomes a table key or a filter value: nothing else may reach either. Azure
 exceptions become ``VaultError``s in one place, ``_translate``.
