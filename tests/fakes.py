@@ -214,7 +214,7 @@ class FakeIdentityProvider(IdentityProvider):
         self._maybe_fail()
         token = refresh_token.reveal()
         if token in self.dead or token not in self.live:
-            raise ReauthRequired(reason="invalid_grant")
+            raise ReauthRequired(reason="invalid_grant", grant_dead=True)
         return self._grant(self.live[token], scopes, refresh=self.rotate)
 
     def kill(self, key: RecordKey) -> None:

@@ -155,7 +155,7 @@ def build_queue(backend: "BackendSettings", credentials: Credentials,
 
 
 def build_sweep(*, vault: "Vault", records: "Records", keys: "Keys", queue: "Queue",
-                clock: "Clock", refresh_after: timedelta,
+                clock: "Clock", refresh_after: timedelta, allowed_tenants: frozenset[str],
                 time_budget: timedelta | None = None) -> tuple["Planner", "Worker"]:
     """The sweep's planner and worker over one queue. ``time_budget``: how long one plan may
     run before it continues itself in a message (default: the planner's, within a function's
@@ -164,7 +164,7 @@ def build_sweep(*, vault: "Vault", records: "Records", keys: "Keys", queue: "Que
 
     budget = {"time_budget": time_budget} if time_budget is not None else {}
     planner = Planner(records=records, keys=keys, queue=queue, clock=clock,
-                      refresh_after=refresh_after, **budget)
+                      refresh_after=refresh_after, allowed_tenants=allowed_tenants, **budget)
     worker = Worker(vault=vault, queue=queue, clock=clock, refresh_after=refresh_after)
     return planner, worker
 
@@ -202,11 +202,13 @@ def compose(settings: "Settings", *, credential: Any = None, session: Any = None
     clock = clock or SystemClock()
     vault = Vault(client_id=settings.client_id, keys=keys, records=records,
                   identity=EntraIdentityProvider.from_settings(settings, session=session),
-                  clock=clock, access_tokens=AccessTokenCache())
+                  clock=clock, access_tokens=AccessTokenCache(),
+                  allowed_tenants=settings.allowed_tenants)
     api = Api(vault=vault, authenticate=CallerTokenValidator.from_settings(settings, session=session),
               redeem_callers=settings.redeem_callers, clock=clock)
     planner, worker = build_sweep(vault=vault, records=records, keys=keys, queue=queue,
-                                  clock=clock, refresh_after=settings.refresh_after)
+                                  clock=clock, refresh_after=settings.refresh_after,
+                                  allowed_tenants=settings.allowed_tenants)
     return App(settings=settings, vault=vault, api=api, keys=keys, records=records, clock=clock,
                sweep=SweepHandler(planner=planner, worker=worker),
                clients=tuple(c for c in (keys, records, queue) if hasattr(c, "close")))

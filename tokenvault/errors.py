@@ -16,6 +16,7 @@ so the core and the HTTP layer only ever see this tree::
     ├── OfflineAccessMissing         offline_access_missing   422
     ├── TenantNotOnboarded           tenant_not_onboarded     403
     ├── TenantRevoked                tenant_revoked           403
+    ├── ScopeNotStored               scope_not_stored         403  (a redeem beyond the stored grant)
     ├── UpstreamUnavailable          upstream_unavailable     503  (carries Retry-After)
     ├── RecordConflict               conflict                 409  internal: a stale ETag
     ├── TenantKeyInvalid             tenant_key_invalid       500  internal: answered as `internal`
@@ -42,6 +43,7 @@ __all__ = [
     "OfflineAccessMissing",
     "TenantNotOnboarded",
     "TenantRevoked",
+    "ScopeNotStored",
     "UpstreamUnavailable",
     "RecordConflict",
     "TenantKeyInvalid",
@@ -108,21 +110,25 @@ class NotFound(VaultError):
 
 
 class ReauthRequired(VaultError):
-    """The stored refresh token is dead; the user must sign in again.
+    """The user must sign in again: the stored refresh token is dead, or the identity provider
+    wants the user for this request (consent, a step-up, scopes it will not grant).
 
     ``claims`` is the identity provider's claims challenge, when it sent one; it is safe to
     pass on (it names conditions, not credentials) and the caller needs it to sign in again.
+    ``grant_dead`` is True only when the identity provider said the refresh token itself is
+    dead: only then may the vault erase it. Anything else leaves the stored token as it was.
     """
 
     code, status, title = "reauth_required", 409, "Re-authentication required"
-    default_message = "The stored refresh token is no longer valid; the user must sign in again."
+    default_message = "The user must sign in again for this request."
 
     def __init__(self, message: str | None = None, *, claims: str | None = None,
-                 reason: str | None = None) -> None:
+                 reason: str | None = None, grant_dead: bool = False) -> None:
         super().__init__(message)
         self.claims = claims
         #: why, as a short code for logs and the record's `LastError` (e.g. `invalid_grant`).
         self.reason = reason or "invalid_grant"
+        self.grant_dead = grant_dead
 
 
 class OfflineAccessMissing(VaultError):
@@ -138,6 +144,15 @@ class TenantNotOnboarded(VaultError):
 class TenantRevoked(VaultError):
     code, status, title = "tenant_revoked", 403, "Tenant revoked"
     default_message = "The tenant's key has been revoked; its tokens cannot be used."
+
+
+class ScopeNotStored(VaultError):
+    """A redeem asked for scopes the record was not stored with. The grant is fixed at store
+    time: the user widens it by signing in again and storing."""
+
+    code, status, title = "scope_not_stored", 403, "Scope not stored"
+    default_message = ("The requested scopes were not granted when the token was stored; the "
+                       "user must sign in and store again.")
 
 
 class UpstreamUnavailable(VaultError):
@@ -212,5 +227,5 @@ PUBLIC_CODES: dict[str, int] = {
     cls.code: cls.status
     for cls in (InvalidToken, InsufficientPermissions, BadRequest, PayloadTooLarge, NotFound,
                 ReauthRequired, OfflineAccessMissing, TenantNotOnboarded, TenantRevoked,
-                UpstreamUnavailable, InternalError)
+                ScopeNotStored, UpstreamUnavailable, InternalError)
 }

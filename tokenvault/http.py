@@ -8,10 +8,14 @@ answered as ``internal`` with no detail.
 Who may do what (docs/design.md "HTTP API"):
 - a user token (delegated, audience = our client) stores, redeems, reads and forgets its
   own record, identified by the token's ``tid`` and ``oid`` — never by a name in the body;
-- an app token must come from an app listed in ``TOKENVAULT_REDEEM_CALLERS`` *and* carry the
-  role: ``TokenVault.Redeem`` to redeem or read, ``TokenVault.Admin`` to read or forget. The
-  list is required as well as the role because any tenant can assign our app roles to its
-  own apps: a role alone proves nothing about who the caller is.
+- an app token must come from an (app id, home tenant) pair listed in
+  ``TOKENVAULT_REDEEM_CALLERS`` *and* carry the role: ``TokenVault.Redeem`` to redeem or read,
+  ``TokenVault.Admin`` to read or forget. The role alone proves nothing (any tenant can assign
+  our app roles to its own apps), and neither does the app id alone: a multi-tenant caller has
+  a service principal in every customer tenant, whose admin can give it our roles and mint
+  client-credentials tokens as that app with their own ``tid``. The pair is the caller.
+The vault then applies the rules that hold whoever asks: the record's tenant must be one the
+vault keeps, and a redeem stays within the scopes stored.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from .errors import (
     UpstreamUnavailable,
     VaultError,
 )
-from .model import Caller, RecordKey, TokenGrant, valid_id
+from .model import AppCaller, Caller, RecordKey, TokenGrant, valid_id
 from .ports import Clock
 from .scopes import is_reserved
 from .vault import Vault
@@ -63,7 +67,7 @@ class _Request:
 
 class Api:
     def __init__(self, *, vault: Vault, authenticate: Authenticate,
-                 redeem_callers: frozenset[str], clock: Clock) -> None:
+                 redeem_callers: frozenset[AppCaller], clock: Clock) -> None:
         self._vault = vault
         self._authenticate = authenticate
         self._callers = redeem_callers
@@ -128,9 +132,10 @@ class Api:
         self._require_app(caller, *roles)
 
     def _require_app(self, caller: Caller, *roles: str) -> None:
-        if caller.app_id not in self._callers or not caller.roles.intersection(roles):
+        if caller.app not in self._callers or not caller.roles.intersection(roles):
             raise InsufficientPermissions(f"The app needs the role {' or '.join(roles)} and "
-                                          "must be listed in TOKENVAULT_REDEEM_CALLERS.")
+                                          "must be listed, with its home tenant, in "
+                                          "TOKENVAULT_REDEEM_CALLERS.")
 
     def _now(self) -> int:
         return int(self._clock.now().timestamp())

@@ -25,6 +25,7 @@ class Outcome(str, Enum):
     REVOKED = "revoked"
     FAILED = "failed"
     SKIPPED = "skipped"  # nothing to do, or someone else changed or deleted it meanwhile
+    NOT_ALLOWED = "tenant_not_allowed"  # not a tenant in TOKENVAULT_ALLOWED_TENANTS: untouched
 
 
 class Step(Enum):

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
+from typing import NamedTuple
 
 from .errors import BadRequest
 from .sensitive import Sensitive
@@ -23,6 +24,7 @@ __all__ = [
     "TokenGrant",
     "Caller",
     "CallerKind",
+    "AppCaller",
     "valid_id",
     "is_valid_id",
 ]
@@ -155,6 +157,19 @@ class TokenGrant:
     token_type: str = "Bearer"
 
 
+class AppCaller(NamedTuple):
+    """An app allowed to call with an app token: its app id *and* the tenant its tokens come
+    from. Any tenant's admin can give a multi-tenant app's service principal in their tenant our
+    app roles (and, without app-instance property lock, a credential): a token with the right
+    app id but another ``tid`` is someone else acting as that app."""
+
+    app_id: str
+    tenant_id: str
+
+    def __str__(self) -> str:
+        return f"{self.app_id}@{self.tenant_id}"
+
+
 class CallerKind(str, Enum):
     USER = "user"
     APP = "app"
@@ -179,6 +194,11 @@ class Caller:
     @property
     def is_user(self) -> bool:
         return self.kind is CallerKind.USER
+
+    @property
+    def app(self) -> AppCaller | None:
+        """The (app id, home tenant) pair of an app caller."""
+        return AppCaller(self.app_id, self.tenant_id) if self.app_id and not self.is_user else None
 
 
 def _iso(moment: datetime) -> str:

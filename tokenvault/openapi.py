@@ -26,11 +26,14 @@ _DESCRIPTIONS = {
     "bad_request": "The request is malformed; `field` names the part.",
     "payload_too_large": "The body is over 16 KiB.",
     "not_found": "Nothing is stored: sign the user in again.",
-    "reauth_required": "The stored refresh token is dead; `claims` when the identity provider "
-                       "sent a claims challenge.",
+    "reauth_required": "The user must sign in again: the stored refresh token is dead, or the "
+                       "identity provider wants consent, a step-up or refuses the scopes; "
+                       "`claims` when it sent a claims challenge.",
     "offline_access_missing": "The identity provider granted no refresh token.",
     "tenant_not_onboarded": "The tenant has no key.",
     "tenant_revoked": "The tenant's key was revoked.",
+    "scope_not_stored": "The redeem asked for scopes the record was not stored with: sign the "
+                        "user in and store again.",
     "upstream_unavailable": "A dependency is unavailable; retry after `Retry-After` seconds.",
     "internal": "Something went wrong on our side; no detail is given.",
 }
@@ -77,7 +80,8 @@ def document(version: str) -> dict:
                         "pattern": "^[!-~]+$", "not": {"pattern": _RESERVED_SCOPE},
                         "description": "A scope of the downstream resource; openid, profile "
                                        "and offline_access (any case) are added by the vault "
-                                       "and refused here."}}
+                                       "and refused here; so are scopes of TokenVault's own "
+                                       "app (api://<client id>/..., <client id>/...)."}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "TokenVault", "version": version,
@@ -99,17 +103,17 @@ def document(version: str) -> dict:
                 "responses": {"200": _ok("A fresh access token.", "AccessToken"),
                               **_errors(*_AUTHED, "payload_too_large", "not_found",
                                         "reauth_required", "tenant_not_onboarded",
-                                        "tenant_revoked")}}},
+                                        "tenant_revoked", "scope_not_stored")}}},
             "/tokens/{tenant_id}/{user_id}": {
                 "parameters": _RECORD_PARAMS,
                 "get": {"operationId": "describe_token", "summary": "A record's metadata",
                         "security": _SECURED,
                         "responses": {"200": _ok("The record's metadata.", "Record"),
-                                      **_errors(*_AUTHED, "not_found")}},
+                                      **_errors(*_AUTHED, "not_found", "tenant_not_onboarded")}},
                 "delete": {"operationId": "forget_token", "summary": "Delete a record",
                            "security": _SECURED,
                            "responses": {"204": {"description": "Deleted."},
-                                         **_errors(*_AUTHED, "not_found")}}},
+                                         **_errors(*_AUTHED, "not_found", "tenant_not_onboarded")}}},
             "/health": {"get": {
                 "operationId": "health", "summary": "Liveness", "security": [],
                 "responses": {"200": _ok("Up.", "Health")}}},

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from .clouds import PUBLIC_CLOUD
 from .errors import SettingError
-from .model import is_valid_id
+from .model import AppCaller, is_valid_id
 from .sensitive import Sensitive
 
 __all__ = ["Settings", "BackendSettings", "CredentialKind", "StorageConnection", "parse_duration",
@@ -116,7 +116,7 @@ class Settings:
     managed_identity_client_id: str | None = None
     authority_host: str = DEFAULT_AUTHORITY_HOST
     allowed_tenants: frozenset[str] = frozenset()
-    redeem_callers: frozenset[str] = frozenset()
+    redeem_callers: frozenset[AppCaller] = frozenset()
     refresh_schedule: str = DEFAULT_REFRESH_SCHEDULE
     refresh_after: timedelta = DEFAULT_REFRESH_AFTER
 
@@ -147,7 +147,7 @@ class Settings:
             authority_host=_https_url("TOKENVAULT_AUTHORITY_HOST",
                                       env.get("TOKENVAULT_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST),
             allowed_tenants=_guid_set("TOKENVAULT_ALLOWED_TENANTS", env.get("TOKENVAULT_ALLOWED_TENANTS")),
-            redeem_callers=_guid_set("TOKENVAULT_REDEEM_CALLERS", env.get("TOKENVAULT_REDEEM_CALLERS")),
+            redeem_callers=_callers("TOKENVAULT_REDEEM_CALLERS", env.get("TOKENVAULT_REDEEM_CALLERS")),
             refresh_schedule=_ncrontab("TOKENVAULT_REFRESH_SCHEDULE",
                                        env.get("TOKENVAULT_REFRESH_SCHEDULE") or DEFAULT_REFRESH_SCHEDULE),
             refresh_after=_duration("TOKENVAULT_REFRESH_AFTER", env.get("TOKENVAULT_REFRESH_AFTER"),
@@ -250,6 +250,24 @@ def _guid_set(name: str, value: str | None) -> frozenset[str]:
     if not value:
         return frozenset()
     return frozenset(_guid(name, item.strip()) for item in value.split(",") if item.strip())
+
+
+def _callers(name: str, value: str | None) -> frozenset[AppCaller]:
+    """``<app id>@<home tenant id>`` entries. A bare app id is refused rather than read as "from
+    any tenant": that reading is the hole a hostile customer tenant's admin walks through."""
+    callers = set()
+    for item in (value or "").split(","):
+        item = item.strip().lower()
+        if not item:
+            continue
+        app_id, at, tenant_id = item.partition("@")
+        if not at:
+            raise SettingError(name, "each entry must be <app id>@<home tenant id>: an app id "
+                                     "alone would accept that app's tokens from any tenant")
+        if not (is_valid_id(app_id) and is_valid_id(tenant_id)):
+            raise SettingError(name, "each entry must be <app id>@<home tenant id>, both GUIDs")
+        callers.add(AppCaller(app_id, tenant_id))
+    return frozenset(callers)
 
 
 def _int(name: str, value: str | None, default: int, *, low: int, high: int) -> int:

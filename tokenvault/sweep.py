@@ -63,13 +63,18 @@ class PlanSummary:
     #: tenant → key version → number of records on it (the key-version inventory).
     inventory: dict[str, Counter] = field(default_factory=dict)
     revoked_tenants: set[str] = field(default_factory=set)
+    #: tenants whose records were left alone: not in TOKENVAULT_ALLOWED_TENANTS.
+    not_allowed_tenants: set[str] = field(default_factory=set)
+    not_allowed: int = 0
     poisoned: int | None = None
     duration: float = 0.0
 
     def as_log(self) -> dict:
         return {"run": self.run, "planned": self.planned, "batches": self.batches,
                 "scanned": self.scanned, "skipped": self.skipped, "continued": self.continued,
-                "revoked_tenants": sorted(self.revoked_tenants), "poisoned": self.poisoned,
+                "revoked_tenants": sorted(self.revoked_tenants),
+                "not_allowed": self.not_allowed,
+                "not_allowed_tenants": sorted(self.not_allowed_tenants), "poisoned": self.poisoned,
                 "duration_s": round(self.duration, 3),
                 "inventory": {t: dict(c) for t, c in sorted(self.inventory.items())}}
 
@@ -93,10 +98,12 @@ class BatchSummary:
 class Planner:
     def __init__(self, *, records: Records, keys: Keys, queue: Queue, clock: Clock,
                  refresh_after: timedelta, time_budget: timedelta = timedelta(minutes=4),
+                 allowed_tenants: frozenset[str] = frozenset(),
                  batch_size: int = BATCH_SIZE, page_size: int = PAGE_SIZE,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._records, self._keys, self._queue, self._clock = records, keys, queue, clock
         self._refresh_after = refresh_after
+        self._allowed = allowed_tenants
         self._budget = time_budget.total_seconds()
         self._batch_size, self._page_size = batch_size, page_size
         self._monotonic = monotonic
@@ -117,6 +124,11 @@ class Planner:
             for item in page:
                 summary.scanned += 1
                 summary.inventory.setdefault(item.tenant_id, Counter())[item.key_version] += 1
+                if self._allowed and item.tenant_id not in self._allowed:
+                    # Not a tenant whose records this vault keeps: no key lookup, no work.
+                    summary.not_allowed += 1
+                    summary.not_allowed_tenants.add(item.tenant_id)
+                    continue
                 if item.tenant_id not in latest:
                     latest[item.tenant_id] = self._latest_version(item.tenant_id, summary)
                 if not self._needs_work(item, latest[item.tenant_id], now):

@@ -1,7 +1,12 @@
 """The use cases: store, redeem, describe, forget — and maintain, the sweep's per-record step.
 
-Composed from the ports only; nothing here knows Azure, MSAL or HTTP. Authorization (who may
-touch which record) is the HTTP layer's job; the vault trusts the keys it is given.
+Composed from the ports only; nothing here knows Azure, MSAL or HTTP. Who may touch which
+record is the HTTP layer's job; the vault holds the rules that hold whoever asks:
+- only records of the allowed tenants (``allowed_tenants``; empty: any) are kept, read,
+  redeemed or maintained, checked against the *record's* tenant before anything else is done;
+- a grant's scopes are fixed at store time and never name TokenVault's own app, and a redeem
+  may ask only for scopes the record holds — checked before any decrypt or identity-provider
+  call.
 
 Three rules shape every write here:
 - it is conditional on the ETag of the record it was derived from;
@@ -21,12 +26,14 @@ from datetime import datetime
 from .access_cache import AccessTokenCache
 from .envelope import Binding, seal, unseal
 from .errors import (
+    BadRequest,
     CiphertextInvalid,
     InsufficientPermissions,
     NotFound,
     OfflineAccessMissing,
     ReauthRequired,
     RecordConflict,
+    ScopeNotStored,
     TenantNotOnboarded,
     TenantRevoked,
     UpstreamUnavailable,
@@ -34,6 +41,7 @@ from .errors import (
 from .maintenance import Outcome, Step, decide, settled
 from .model import Caller, RecordKey, Status, TenantKey, TokenGrant, TokenRecord
 from .ports import Clock, IdentityProvider, Keys, Records
+from .scopes import beyond, names_app, without_reserved
 from .sensitive import Sensitive
 from .singleflight import SingleFlight
 
@@ -48,8 +56,10 @@ _WRITE_ATTEMPTS = 3
 class Vault:
     def __init__(self, *, client_id: str, keys: Keys, records: Records,
                  identity: IdentityProvider, clock: Clock,
-                 access_tokens: AccessTokenCache | None = None) -> None:
+                 access_tokens: AccessTokenCache | None = None,
+                 allowed_tenants: frozenset[str] = frozenset()) -> None:
         self._client_id = client_id
+        self._allowed = allowed_tenants
         self._keys = keys
         self._records = records
         self._identity = identity
@@ -64,6 +74,11 @@ class Vault:
         if not caller.is_user or caller.assertion is None or caller.object_id is None:
             raise InsufficientPermissions("Only a user may store their own token.")
         key = RecordKey(caller.tenant_id, caller.object_id)
+        self._require_allowed(key.tenant_id)
+        if any(names_app(scope, self._client_id) for scope in scopes):
+            # A grant for the vault itself would let an app that may only redeem act as the
+            # user on every route of ours.
+            raise BadRequest("scopes may not name TokenVault's own app.", field="scopes")
         # Without a key there is nowhere to put the token: fail before asking the IdP for one.
         latest = self._latest_key(key.tenant_id)
         grant = self._identity.on_behalf_of(key.tenant_id, caller.assertion, scopes)
@@ -76,7 +91,8 @@ class Vault:
             record = TokenRecord(
                 tenant_id=key.tenant_id, user_id=key.user_id, client_id=self._client_id,
                 key_version=write_key.version, ciphertext=b"", status=Status.ACTIVE,
-                scopes=tuple(scopes), created_at=existing.created_at if existing else now,
+                scopes=without_reserved(scopes),
+                created_at=existing.created_at if existing else now,
                 refreshed_at=now, etag=existing.etag if existing else None)
             record = self._sealed(record, write_key, grant.refresh_token)
             try:
@@ -93,11 +109,13 @@ class Vault:
     def redeem(self, key: RecordKey, scopes: Sequence[str]) -> TokenGrant:
         """A fresh access token for the stored user. Concurrent calls in one process for the
         same user and scopes share one identity-provider call."""
+        self._require_allowed(key.tenant_id)
         flight = (key.tenant_id, key.user_id, frozenset(s.lower() for s in scopes))
         return self._flights.do(flight, lambda: self._redeem(key, tuple(scopes)))
 
     def _redeem(self, key: RecordKey, scopes: tuple[str, ...]) -> TokenGrant:
         record = self._read(key)
+        self._require_stored_scopes(record, scopes)
         self._require_redeemable(record)
         tenant_key = self._key_of(record)
         cache_key = AccessTokenCache.key(key.tenant_id, key.user_id, self._client_id, scopes)
@@ -109,8 +127,12 @@ class Vault:
         refresh_token = self._open(record, tenant_key)
         try:
             grant = self._identity.refresh(key.tenant_id, refresh_token, scopes)
-        except ReauthRequired as dead:
-            record, grant = self._retry_if_raced(record, scopes, dead)
+        except ReauthRequired as refused:
+            if not refused.grant_dead:
+                # Consent, a step-up, scopes refused, a code we do not know: the caller must
+                # bring the user back, and the stored token is left exactly as it was.
+                raise
+            record, grant = self._retry_if_raced(record, scopes, refused)
         if grant.refresh_token or record.status is not Status.ACTIVE:
             self._write_back_for_redeem(record, grant.refresh_token)
         if self._access is not None:
@@ -128,6 +150,8 @@ class Vault:
             try:
                 return current, self._identity.refresh(current.tenant_id, token, scopes)
             except ReauthRequired as again:
+                if not again.grant_dead:
+                    raise
                 dead = again
         self._mark_dead(current, dead)
         raise dead
@@ -135,9 +159,11 @@ class Vault:
     # --- describe, forget ----------------------------------------------------------------
 
     def describe(self, key: RecordKey) -> TokenRecord:
+        self._require_allowed(key.tenant_id)
         return self._read(key)
 
     def forget(self, key: RecordKey) -> None:
+        self._require_allowed(key.tenant_id)
         if self._access is not None:
             self._access.forget_user(key.tenant_id, key.user_id)
         self._records.delete(key)
@@ -153,6 +179,8 @@ class Vault:
         Raises ``UpstreamUnavailable`` (after noting the failure on the record) so the caller
         can back off; other failures are reported as outcomes.
         """
+        if not self.keeps(key.tenant_id):
+            return Outcome.NOT_ALLOWED  # neither refreshed nor rewrapped: not a tenant of ours
         record = self._read_or_none(key)
         if record is None or settled(record):
             return Outcome.SKIPPED  # decided before the keys are read: no Key Vault call for it
@@ -187,11 +215,12 @@ class Vault:
     def _sweep_refresh(self, record: TokenRecord, token: Sensitive[str]) -> Outcome:
         try:
             grant = self._identity.refresh(record.tenant_id, token, record.scopes)
-        except ReauthRequired as dead:
-            if dead.reason != "invalid_grant":
-                self._note_failure(record, dead.reason)
+        except ReauthRequired as refused:
+            if not refused.grant_dead:
+                # The token lives: keep it, and let ops see why this refresh failed.
+                self._note_failure(record, refused.reason)
                 return Outcome.FAILED
-            self._mark_dead(record, dead)
+            self._mark_dead(record, refused)
             return Outcome.REAUTH_REQUIRED
         except UpstreamUnavailable:
             self._note_failure(record, "upstream_unavailable")
@@ -245,8 +274,8 @@ class Vault:
         return record.evolve(refreshed_at=self._clock.now(), failure_count=0, last_error=None)
 
     def _mark_dead(self, record: TokenRecord, dead: ReauthRequired) -> None:
-        if dead.reason != "invalid_grant":
-            return  # consent or interaction: the token still works for other requests
+        if not dead.grant_dead:
+            return  # only the identity provider saying the token is dead erases it
         dropped = record.evolve(status=Status.REAUTH_REQUIRED, ciphertext=b"",
                                 last_error=dead.reason, failure_count=record.failure_count + 1)
         if self._update_quietly(dropped):
@@ -274,6 +303,21 @@ class Vault:
             return True
         except (RecordConflict, NotFound):
             return False
+
+    # --- policy ---------------------------------------------------------------------------
+
+    def keeps(self, tenant_id: str) -> bool:
+        """Whether records of ``tenant_id`` are kept here (``TOKENVAULT_ALLOWED_TENANTS``)."""
+        return not self._allowed or tenant_id in self._allowed
+
+    def _require_allowed(self, tenant_id: str) -> None:
+        if not self.keeps(tenant_id):
+            raise TenantNotOnboarded("The vault keeps no records of this tenant.")
+
+    def _require_stored_scopes(self, record: TokenRecord, scopes: Sequence[str]) -> None:
+        if any(names_app(scope, self._client_id) for scope in scopes) \
+                or beyond(scopes, record.scopes):
+            raise ScopeNotStored()
 
     # --- keys and records ----------------------------------------------------------------
 

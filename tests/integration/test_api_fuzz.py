@@ -34,7 +34,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.support.devhost_process import onboarded_devhost
-from tests.support.stack_fixtures import CALLER_APP, SCOPES, STRANGER_APP, new_id
+from tests.support.stack_fixtures import CALLER_APP, CALLER_TENANT, SCOPES, STRANGER_APP, new_id
+from tests.support.stack_fixtures import CALLERS as CALLER_LIST
 
 POSITIVE, NEGATIVE = schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE
 TENANT, USER = new_id(), new_id()
@@ -53,7 +54,7 @@ CALLERS = ("generated", "user", "own record", "allowed app", "unlisted app")
 def served(tmp_path_factory, azurite, entra_server, ca, client_id, client_secret):
     with onboarded_devhost(tmp_path_factory.mktemp("fuzz"), TENANT, azurite=azurite,
                            entra=entra_server, ca=ca, client_id=client_id,
-                           client_secret=client_secret, redeem_callers=CALLER_APP) as host:
+                           client_secret=client_secret, redeem_callers=CALLER_LIST) as host:
         yield host
 
 
@@ -82,7 +83,7 @@ def api_schema(served, http, entra_server):
 def tokens(entra_server) -> dict[str, str]:
     return {"user": entra_server.user_token(TENANT, new_id()),
             "own record": entra_server.user_token(TENANT, USER),
-            "allowed app": entra_server.app_token(new_id(), CALLER_APP,
+            "allowed app": entra_server.app_token(CALLER_TENANT, CALLER_APP,
                                                   roles=["TokenVault.Redeem", "TokenVault.Admin"]),
             "unlisted app": entra_server.app_token(new_id(), STRANGER_APP,
                                                    roles=["TokenVault.Redeem", "TokenVault.Admin"])}

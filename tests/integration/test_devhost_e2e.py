@@ -13,7 +13,7 @@ import requests
 
 from scripts.demo_idp import MINT_PATH, DemoIdentityProvider
 from tests.support.devhost_process import local_devhost, onboarded_devhost
-from tests.support.stack_fixtures import CALLER_APP, SCOPES, new_id
+from tests.support.stack_fixtures import CALLER_APP, CALLER_TENANT, CALLERS, SCOPES, new_id
 
 JSON = "application/json; charset=utf-8"
 PROBLEM = "application/problem+json; charset=utf-8"
@@ -25,7 +25,7 @@ TENANT = new_id()
 def served(tmp_path_factory, azurite, entra_server, ca, client_id, client_secret):
     with onboarded_devhost(tmp_path_factory.mktemp("devhost"), TENANT, azurite=azurite,
                            entra=entra_server, ca=ca, client_id=client_id,
-                           client_secret=client_secret, redeem_callers=CALLER_APP) as host:
+                           client_secret=client_secret, redeem_callers=CALLERS) as host:
         yield host
 
 
@@ -88,7 +88,7 @@ def test_an_app_redeems_over_http(served, http, entra_server):
     user_token = entra_server.user_token(tenant, user)
     assert http.post(f"{served.api}/tokens", json={"scopes": SCOPES},
                      headers=bearer(user_token)).status_code == 201
-    app_token = entra_server.app_token(new_id(), CALLER_APP, roles=["TokenVault.Redeem"])
+    app_token = entra_server.app_token(CALLER_TENANT, CALLER_APP, roles=["TokenVault.Redeem"])
     redeemed = http.post(f"{served.api}/tokens/redeem", headers=bearer(app_token),
                          json={"scopes": SCOPES, "tenant_id": tenant, "user_id": user})
     assert redeemed.status_code == 200 and redeemed.json()["access_token"]

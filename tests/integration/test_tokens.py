@@ -163,7 +163,8 @@ def test_leeway_lets_a_token_just_past_exp_or_before_nbf_through(make_validator,
 
 def test_a_tenant_outside_the_allowed_list_is_refused_before_any_fetch(make_validator, entra,
                                                                        tenant, oid):
-    validator = make_validator(allowed_tenants=frozenset({str(uuid.uuid4())}))
+    validator = make_validator(allowed_tenants=frozenset({str(uuid.uuid4())}),
+                               caller_tenants=frozenset({str(uuid.uuid4())}))
 
     with pytest.raises(InvalidToken):
         validator("Bearer " + entra.user_token(tenant, oid))
@@ -177,46 +178,71 @@ def test_an_allowed_tenant_is_accepted(make_validator, entra, tenant, oid):
     assert validator("Bearer " + entra.user_token(tenant, oid)).tenant_id == tenant
 
 
+def test_a_listed_callers_home_tenant_passes_the_tenant_filter(make_validator, entra, tenant):
+    """The vendor's own tenant is not a customer tenant, but its apps' tokens must get through
+    to be checked as (app id, tenant) pairs."""
+    validator = make_validator(allowed_tenants=frozenset({str(uuid.uuid4())}),
+                               caller_tenants=frozenset({tenant}))
+
+    caller = validator("Bearer " + entra.app_token(tenant, CALLER_APP, roles=["TokenVault.Redeem"]))
+
+    assert caller.app == (CALLER_APP, tenant)
+
+
 def test_a_hundred_forged_kids_cause_at_most_one_refetch(make_validator, entra, tenant, oid,
                                                          attacker):
     validator = make_validator()
     validator("Bearer " + entra.user_token(tenant, oid))
-    assert entra.jwks_fetches[tenant] == 1
+    assert entra.jwks_fetches["common"] == 1
 
     for _ in range(100):
         forged = entra.user_token(tenant, oid, key=attacker, headers={"kid": uuid.uuid4().hex})
         with pytest.raises(InvalidToken):
             validator("Bearer " + forged)
 
-    assert entra.jwks_fetches[tenant] == 2
+    assert entra.jwks_fetches["common"] == 2
 
 
-def test_forged_tokens_naming_random_tenants_hit_the_global_fetch_bound(make_validator, entra,
-                                                                        attacker, oid):
-    validator = make_validator(max_fetches_per_interval=5)
+def test_one_key_set_serves_every_tenant(make_validator, entra, oid):
+    """Entra signs every tenant's tokens with the common key set: a new tenant costs no fetch."""
+    validator = make_validator()
+    tenants = [str(uuid.uuid4()) for _ in range(20)]
 
-    for _ in range(40):
+    callers = [validator("Bearer " + entra.user_token(t, oid)) for t in tenants]
+
+    assert [c.tenant_id for c in callers] == tenants
+    assert entra.counts["jwks"] == entra.jwks_fetches["common"] == 1
+
+
+def test_forged_tokens_naming_random_tenants_cost_at_most_one_refetch(make_validator, entra,
+                                                                      attacker, oid, tenant):
+    validator = make_validator()
+
+    for _ in range(150):
         with pytest.raises(InvalidToken):
             validator("Bearer " + entra.user_token(str(uuid.uuid4()), oid, key=attacker))
 
-    assert entra.counts["jwks"] == 5
+    assert entra.counts["jwks"] <= 2  # the first fetch, and the one refetch of the interval
+    # ... and a real user of a tenant never seen before is served from the same set.
+    assert validator("Bearer " + entra.user_token(tenant, oid)).tenant_id == tenant
+    assert entra.counts["jwks"] <= 2
 
 
-def test_the_fetch_budget_and_the_per_tenant_interval_renew_with_time(make_validator, entra,
-                                                                      tenant, oid, attacker, clock):
+def test_the_refetch_interval_renews_with_time(make_validator, entra, tenant, oid, attacker,
+                                               clock):
     validator = make_validator(refetch_interval=300)
     validator("Bearer " + entra.user_token(tenant, oid))
-    forged = entra.user_token(tenant, oid, key=attacker)
+    forged = entra.user_token(str(uuid.uuid4()), oid, key=attacker)
     for _ in range(3):
         with pytest.raises(InvalidToken):
             validator("Bearer " + forged)
-    assert entra.jwks_fetches[tenant] == 2
+    assert entra.jwks_fetches["common"] == 2
 
     clock.now += 301
     with pytest.raises(InvalidToken):
         validator("Bearer " + forged)
 
-    assert entra.jwks_fetches[tenant] == 3
+    assert entra.jwks_fetches["common"] == 3
 
 
 def test_a_key_roll_at_entra_is_picked_up_through_the_unknown_kid_refetch(make_validator, entra,
@@ -228,9 +254,20 @@ def test_a_key_roll_at_entra_is_picked_up_through_the_unknown_kid_refetch(make_v
     entra.roll_keys()
 
     assert validator("Bearer " + entra.user_token(tenant, oid)).object_id == oid
-    assert entra.jwks_fetches[tenant] == 2
+    assert entra.jwks_fetches["common"] == 2
     with pytest.raises(InvalidToken):  # the old key left the JWKS, and our cache with it
         validator("Bearer " + entra.user_token(tenant, oid, key=old_key))
+
+
+def test_a_key_whose_issuer_names_one_tenant_verifies_no_other(make_validator, entra, tenant, oid):
+    """Where a key carries an issuer (not a {tenantid} template), a token of another tenant
+    signed with it is refused even though its iss and tid agree."""
+    entra.key_issuers[entra.current_key.kid] = entra.issuer(tenant)
+    validator = make_validator()
+
+    assert validator("Bearer " + entra.user_token(tenant, oid)).tenant_id == tenant
+    with pytest.raises(InvalidToken):
+        validator("Bearer " + entra.user_token(str(uuid.uuid4()), oid))
 
 
 def test_jku_x5u_and_jwk_headers_are_never_followed(make_validator, entra, tenant, oid, attacker):
@@ -305,6 +342,8 @@ class _PublicCloudToFake(HTTPAdapter):
 def test_the_v1_issuer_is_accepted_for_the_public_cloud_only(entra, entra_session, client_id,
                                                             tenant, clock):
     entra_session.mount(PUBLIC_CLOUD + "/", _PublicCloudToFake(entra.authority_host))
+    # The public cloud's common keys name its own issuer template.
+    entra.key_issuers[entra.current_key.kid] = PUBLIC_CLOUD + "/{tenantid}/v2.0"
     public = CallerTokenValidator(client_id=client_id, authority_host=PUBLIC_CLOUD,
                             session=entra_session, clock=clock)
     v1 = entra.app_token(tenant, CALLER_APP, roles=["TokenVault.Redeem"], ver="1.0")

@@ -4,6 +4,7 @@ Per tenant (any lower-case GUID in the path) it serves::
 
     GET  /{tenant}/v2.0/.well-known/openid-configuration
     GET  /{tenant}/discovery/v2.0/keys                     JWKS (RS256; keys can be rolled)
+    GET  /common/discovery/v2.0/keys                       the same keys, issuer as a {tenantid} template
     POST /{tenant}/oauth2/v2.0/token                       OBO (jwt-bearer), refresh_token,
                                                            client_credentials
 
@@ -120,6 +121,9 @@ class FakeEntra:
             self.requests: list[tuple[str, str]] = []
             self.latency = 0.0
             self.rotate_refresh_tokens = True
+            #: kid → the issuer the common key set names for it instead of the template
+            #: (as for a key that signs for one tenant only).
+            self.key_issuers: dict[str, str] = {}
 
     # --- registration and keys -----------------------------------------------------------------
 
@@ -286,11 +290,19 @@ class FakeEntra:
         with self._lock:
             self.requests.append((method, path))
         tenant = parts[0] if parts else ""
+        rest = "/".join(parts[1:])
+        if method == "GET" and tenant == "common" and rest == "discovery/v2.0/keys":
+            # Entra's common key set signs every tenant's tokens; each key names the issuer
+            # as a template (https://learn.microsoft.com/entra/identity-platform/access-tokens).
+            with self._lock:
+                self.counts["jwks"] += 1
+                self.jwks_fetches[tenant] += 1
+                return 200, {"keys": [dict(k.jwk, issuer=self.key_issuers.get(
+                    k.kid, self.issuer("{tenantid}"))) for k in self._keys]}, {}
         try:
             uuid.UUID(tenant)
         except ValueError:
             return 400, error(400, "invalid_tenant", 90002, "Tenant not found.").body, {}
-        rest = "/".join(parts[1:])
         if method == "GET" and rest == "v2.0/.well-known/openid-configuration":
             self.count("discovery")
             return 200, self._openid_configuration(tenant), {}

@@ -34,7 +34,7 @@ _OIDC = ("openid", "profile", "offline_access")
 _GRANTS = {GRANT_JWT_BEARER: "obo", "refresh_token": "refresh",
            "client_credentials": "client_credentials"}
 _FAULT_KINDS = ("invalid_grant", "interaction_required", "consent_required", "throttled",
-                "server_error", "slow", "no_refresh_token", "invalid_scope")
+                "server_error", "slow", "no_refresh_token", "invalid_scope", "scope_refused")
 _LIFETIME = 3599
 
 
@@ -126,6 +126,12 @@ def fault_answer(fault: Fault) -> Refused:
         return error(400, "invalid_grant", fault.code or 65001,
                      "The user or administrator has not consented to use the application.",
                      suberror="consent_required", claims=fault.claims)
+    if fault.kind == "scope_refused":
+        # What Entra answers when only the requested scopes are refused: the refresh token lives.
+        return _invalid_grant(fault.code or 70000,
+                              "The request was denied because one or more scopes requested are "
+                              "unauthorized or expired. The user must first sign in and grant "
+                              "the client application access to the requested scope.")
     if fault.kind == "invalid_scope":
         return error(400, "invalid_scope", fault.code or 70011,
                      "The provided request must include a valid 'scope' input parameter.")

@@ -26,8 +26,11 @@ from tokenvault.envelope import Binding, unseal
 from tokenvault.model import RecordKey
 from tokenvault.settings import Settings
 
-#: An app allowed to redeem (listed in TOKENVAULT_REDEEM_CALLERS) and one that is not.
+#: An app allowed to redeem (listed in TOKENVAULT_REDEEM_CALLERS with its home tenant) and one
+#: that is not.
 CALLER_APP = "c0ffee00-0000-4000-8000-0000000000c1"
+CALLER_TENANT = "c0ffee00-0000-4000-8000-00000000cafe"
+CALLERS = f"{CALLER_APP}@{CALLER_TENANT}"
 STRANGER_APP = "c0ffee00-0000-4000-8000-0000000000c2"
 SCOPES = ["https://graph.microsoft.com/User.Read"]
 FUNCTIONS = {f.get_function_name(): f for f in index_functions(function_app.app)}
@@ -56,8 +59,10 @@ class Stack:
     def user_token(self, tenant_id: str, user_id: str, **options) -> str:
         return self.entra.user_token(tenant_id, user_id, **options)
 
-    def app_token(self, roles=("TokenVault.Redeem",), app_id: str = CALLER_APP, **options) -> str:
-        return self.entra.app_token(new_id(), app_id, roles=roles, **options)
+    def app_token(self, roles=("TokenVault.Redeem",), app_id: str = CALLER_APP,
+                  tenant_id: str = CALLER_TENANT, **options) -> str:
+        """A client-credentials token of ``app_id`` from its home tenant ``tenant_id``."""
+        return self.entra.app_token(tenant_id, app_id, roles=roles, **options)
 
     def expire_key_cache(self) -> None:
         """Move the key cache's clock past the TTL, as time would."""
@@ -105,7 +110,7 @@ def stack(azurite, entra, keyvault, keyvault_credential, keyvault_options, entra
         "TOKENVAULT_AUTHORITY_HOST": entra.authority_host,
         "TOKENVAULT_KEY_VAULT_URL": keyvault.url,
         "TOKENVAULT_KEY_CACHE_TTL": "300",
-        "TOKENVAULT_REDEEM_CALLERS": CALLER_APP,
+        "TOKENVAULT_REDEEM_CALLERS": CALLERS,
         "TOKENVAULT_REFRESH_AFTER": "P7D",
         "TOKENVAULT_TABLE": table_name,
         "AzureWebJobsStorage": azurite.connection_string,

@@ -29,8 +29,14 @@ def answer(error: str | None, *codes, **more) -> dict:
     return {**result, "error_codes": list(codes), **more}
 
 
-def reauth(reason: str, claims: str | None = None) -> tuple:
-    return ReauthRequired, {"reason": reason, "claims": claims}
+def reauth(reason: str, claims: str | None = None, *, dead: bool = False) -> tuple:
+    """ReauthRequired for ``reason``; ``dead``: the refresh token itself is dead (and only then
+    may the vault erase it)."""
+    return ReauthRequired, {"reason": reason, "claims": claims, "grant_dead": dead}
+
+
+def dead(claims: str | None = None) -> tuple:
+    return reauth("invalid_grant", claims, dead=True)
 
 
 # name → (flow, answer, error type, the attributes it must carry)
@@ -65,20 +71,37 @@ REFUSALS = {
     "OBO assertion expired (500133)": ("obo", answer("invalid_grant", 500133), InvalidToken, {}),
     "OBO assertion refused among other codes": ("obo", answer("invalid_grant", 70000, 50013),
                                                 InvalidToken, {}),
-    # invalid_grant: the grant is dead
-    "expired (70008)": ("refresh", answer("invalid_grant", 70008), *reauth("invalid_grant")),
-    "expired RT (700082)": ("refresh", answer("invalid_grant", 700082), *reauth("invalid_grant")),
-    "password changed (50173)": ("refresh", answer("invalid_grant", 50173),
-                                 *reauth("invalid_grant")),
-    "inactive (70043)": ("refresh", answer("invalid_grant", 70043), *reauth("invalid_grant")),
+    # invalid_grant on refresh: the refresh token itself is dead — the only rows that erase it
+    "expired (70008)": ("refresh", answer("invalid_grant", 70008), *dead()),
+    "expired by inactivity (700082)": ("refresh", answer("invalid_grant", 700082), *dead()),
+    "a SPA's fixed lifetime (700084)": ("refresh", answer("invalid_grant", 700084), *dead()),
+    "revoked (50173)": ("refresh", answer("invalid_grant", 50173), *dead()),
+    "sign-in frequency (70043)": ("refresh", answer("invalid_grant", 70043), *dead()),
     "session expired (50132) with claims": ("refresh", answer("invalid_grant", 50132, claims=CLAIMS),
-                                            *reauth("invalid_grant", CLAIMS)),
-    "OBO, grant dead (50173)": ("obo", answer("invalid_grant", 50173), *reauth("invalid_grant")),
-    "an assertion code in a refresh is a dead grant": ("refresh", answer("invalid_grant", 50013),
-                                                       *reauth("invalid_grant")),
-    "invalid_grant without codes": ("refresh", answer("invalid_grant"), *reauth("invalid_grant")),
+                                            *dead(CLAIMS)),
+    "session revoked (50133)": ("refresh", answer("invalid_grant", 50133), *dead()),
+    "a dead code among others": ("refresh", answer("invalid_grant", 70000, 70008), *dead()),
+    # invalid_grant that leaves the token alive
+    "scopes unauthorized or expired (70000)": ("refresh", answer("invalid_grant", 70000),
+                                               *reauth("scope_refused")),
+    "scopes refused, with claims": ("refresh", answer("invalid_grant", 70000, claims=CLAIMS),
+                                    *reauth("scope_refused", CLAIMS)),
+    "MFA sent as invalid_grant (50076)": ("refresh", answer("invalid_grant", 50076, claims=CLAIMS),
+                                          *reauth("interaction_required", CLAIMS)),
+    "MFA registration as invalid_grant (50079)": ("refresh", answer("invalid_grant", 50079),
+                                                  *reauth("interaction_required")),
+    "a code we do not know is kept": ("refresh", answer("invalid_grant", 123456),
+                                      *reauth("grant_refused")),
+    "user disabled (50057) is kept: the account may be enabled again": (
+        "refresh", answer("invalid_grant", 50057), *reauth("grant_refused")),
+    "invalid_grant without codes is kept": ("refresh", answer("invalid_grant"),
+                                            *reauth("grant_refused")),
+    "an assertion code in a refresh is kept": ("refresh", answer("invalid_grant", 50013),
+                                               *reauth("grant_refused")),
+    "OBO: a dead code is no stored token's death": ("obo", answer("invalid_grant", 50173),
+                                                    *reauth("grant_refused")),
     "codes that are not ints are ignored": ("obo", answer("invalid_grant", "50013", None),
-                                            *reauth("invalid_grant")),
+                                            *reauth("grant_refused")),
     # invalid_scope
     "invalid scope (70011)": ("refresh", answer("invalid_scope", 70011),
                               BadRequest, {"field": "scopes"}),

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 
 from tokenvault.errors import SettingError
+from tokenvault.model import AppCaller
 from tokenvault.settings import CredentialKind, Settings, parse_duration
 
 CLIENT = "11111111-2222-3333-4444-555555555555"
@@ -43,7 +44,8 @@ def test_defaults():
      "TOKENVAULT_CLIENT_CERTIFICATE_PATH"),
     ({"TOKENVAULT_AUTHORITY_HOST": "http://login.example"}, "TOKENVAULT_AUTHORITY_HOST"),
     ({"TOKENVAULT_ALLOWED_TENANTS": "contoso.com"}, "TOKENVAULT_ALLOWED_TENANTS"),
-    ({"TOKENVAULT_REDEEM_CALLERS": f"{CLIENT},x"}, "TOKENVAULT_REDEEM_CALLERS"),
+    ({"TOKENVAULT_REDEEM_CALLERS": f"{CLIENT}@{CLIENT},x"}, "TOKENVAULT_REDEEM_CALLERS"),
+    ({"TOKENVAULT_REDEEM_CALLERS": f"{CLIENT}@contoso.com"}, "TOKENVAULT_REDEEM_CALLERS"),
     ({"TOKENVAULT_LOCAL_KEYRING": None}, "TOKENVAULT_KEY_VAULT_URL"),
     ({"TOKENVAULT_KEY_VAULT_URL": "http://vault"}, "TOKENVAULT_KEY_VAULT_URL"),
     ({"WEBSITE_INSTANCE_ID": "abc"}, "TOKENVAULT_LOCAL_KEYRING"),
@@ -95,8 +97,18 @@ def test_tokenvault_storage_overrides_the_host_storage_for_records_only():
 
 def test_lists_are_normalised():
     other = "AAAAAAAA-0000-0000-0000-000000000002"
-    s = settings(TOKENVAULT_ALLOWED_TENANTS=f" {other} , ", TOKENVAULT_REDEEM_CALLERS=CLIENT)
-    assert s.allowed_tenants == {other.lower()} and s.redeem_callers == {CLIENT}
+    s = settings(TOKENVAULT_ALLOWED_TENANTS=f" {other} , ",
+                 TOKENVAULT_REDEEM_CALLERS=f" {CLIENT}@{other} ,")
+    assert s.allowed_tenants == {other.lower()}
+    assert s.redeem_callers == {AppCaller(CLIENT, other.lower())}
+
+
+def test_a_bare_app_id_as_caller_is_refused_and_the_error_names_the_new_form():
+    """Read as "from any tenant", a bare app id lets any customer tenant's admin act as that app."""
+    with pytest.raises(SettingError) as caught:
+        settings(TOKENVAULT_REDEEM_CALLERS=CLIENT)
+    assert caught.value.name == "TOKENVAULT_REDEEM_CALLERS"
+    assert "<app id>@<home tenant id>" in caught.value.message
 
 
 @pytest.mark.parametrize("text, expected", [

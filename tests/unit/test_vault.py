@@ -8,14 +8,17 @@ import pytest
 from tests.fakes import throttled
 from tests.unit.world import CLIENT, KEY, SCOPES, TENANT, World
 from tokenvault.errors import (
+    BadRequest,
     InsufficientPermissions,
     NotFound,
     OfflineAccessMissing,
     ReauthRequired,
+    ScopeNotStored,
     TenantNotOnboarded,
     TenantRevoked,
     UpstreamUnavailable,
 )
+from tokenvault.maintenance import Outcome
 from tokenvault.model import Caller, CallerKind, Status
 from tokenvault.vault import Vault
 
@@ -133,8 +136,9 @@ def test_a_dead_refresh_token_marks_the_record_and_drops_the_ciphertext(world):
     assert world.idp.calls["refresh"] == 1  # the second answer came from the record
 
 
-@pytest.mark.parametrize("reason", ["consent_required", "interaction_required"])
-def test_a_challenge_for_these_scopes_leaves_the_record_alone(world, reason):
+@pytest.mark.parametrize("reason", ["consent_required", "interaction_required", "scope_refused",
+                                    "grant_refused"])
+def test_a_refusal_that_is_not_a_dead_grant_leaves_the_record_alone(world, reason):
     world.vault.store(world.user(), SCOPES)
     before = world.records.rows[KEY]
     world.idp.fail_next = [ReauthRequired(reason=reason, claims='{"access_token":{}}')]
@@ -296,6 +300,102 @@ class TestAccessTokenCache:
         assert len(world.cache) == 0
 
     def test_other_scopes_are_not_served_the_cached_token(self, world):
+        other = ("https://graph.microsoft.com/Mail.Read",)
+        world.vault.store(world.user(), SCOPES + other)
         world.vault.redeem(KEY, SCOPES)
-        world.vault.redeem(KEY, ("api://other/.default",))
+        world.vault.redeem(KEY, other)
         assert world.idp.calls["refresh"] == 2
+
+    def test_a_narrower_grant_stored_since_is_not_widened_by_the_cache(self, world):
+        """A cached token for scopes the user has since stopped granting is not handed out."""
+        other = ("https://graph.microsoft.com/Mail.Read",)
+        world.vault.store(world.user(), SCOPES + other)
+        world.vault.redeem(KEY, SCOPES + other)
+        world.vault.store(world.user(), SCOPES)  # the user signed in again, granting less
+
+        with pytest.raises(ScopeNotStored):
+            world.vault.redeem(KEY, SCOPES + other)
+
+
+# --- the grant is fixed at store time ----------------------------------------------------------
+
+OWN_APP_SCOPES = [f"api://{CLIENT}/access_as_user", f"{CLIENT}/.default",
+                  f"API://{CLIENT.upper()}/Anything", f"api://{CLIENT}"]
+
+
+@pytest.mark.parametrize("scope", OWN_APP_SCOPES)
+def test_store_refuses_scopes_of_the_vaults_own_app_before_asking_the_idp(world, scope):
+    with pytest.raises(BadRequest) as caught:
+        world.vault.store(world.user(), SCOPES + (scope,))
+    assert caught.value.field == "scopes"
+    assert world.idp.calls["obo"] == 0 and KEY not in world.records.rows
+
+
+@pytest.mark.parametrize("requested", [
+    ("https://graph.microsoft.com/Files.ReadWrite.All",),
+    SCOPES + ("https://graph.microsoft.com/Mail.ReadWrite",),
+    (f"api://{CLIENT}/access_as_user",),
+])
+def test_redeem_beyond_the_stored_scopes_is_refused_before_any_decrypt_or_idp_call(world,
+                                                                                  requested):
+    world.vault.store(world.user(), SCOPES)
+    before = world.records.rows[KEY]
+
+    with pytest.raises(ScopeNotStored):
+        world.vault.redeem(KEY, requested)
+
+    assert world.idp.calls["refresh"] == 0
+    assert world.records.rows[KEY] == before and world.records.rows[KEY].etag == before.etag
+
+
+@pytest.mark.parametrize("requested", [
+    SCOPES,
+    tuple(s.upper() for s in SCOPES),
+    SCOPES + ("offline_access", "openid"),
+])
+def test_redeem_within_the_stored_scopes_in_any_case_is_served(world, requested):
+    world.vault.store(world.user(), SCOPES + ("https://graph.microsoft.com/Mail.Read",))
+    assert world.vault.redeem(KEY, requested).access_token
+
+
+# --- allowed tenants: the record's tenant, on every path -------------------------------------
+
+OTHER_TENANT = "0b0b0b0b-0000-4000-8000-000000000001"
+
+
+@pytest.fixture
+def guarded() -> World:
+    """A vault that keeps records of OTHER_TENANT only, holding a record of TENANT stored before
+    TENANT was taken off the list."""
+    w = World()
+    w.keys.onboard(TENANT)
+    w.vault.store(w.user(), SCOPES)
+    w.vault = Vault(client_id=CLIENT, keys=w.keys, records=w.records, identity=w.idp,
+                    clock=w.clock, allowed_tenants=frozenset({OTHER_TENANT}))
+    return w
+
+
+@pytest.mark.parametrize("action", [
+    lambda w: w.vault.store(w.user(), SCOPES),
+    lambda w: w.vault.redeem(KEY, SCOPES),
+    lambda w: w.vault.describe(KEY),
+    lambda w: w.vault.forget(KEY),
+], ids=["store", "redeem", "describe", "forget"])
+def test_a_tenant_off_the_allowed_list_is_not_onboarded_on_every_path(guarded, action):
+    before, calls = guarded.records.rows[KEY], dict(guarded.idp.calls)
+    with pytest.raises(TenantNotOnboarded):
+        action(guarded)
+    assert dict(guarded.idp.calls) == calls  # no identity-provider call
+    assert guarded.records.rows[KEY] == before
+
+
+def test_the_sweep_leaves_a_tenant_off_the_allowed_list_alone(guarded):
+    before = guarded.records.rows[KEY]
+    guarded.keys.rotate(TENANT)
+    guarded.clock.advance(days=30)
+
+    outcome = guarded.vault.maintain(KEY, refresh_before=guarded.clock.now())
+
+    assert outcome is Outcome.NOT_ALLOWED
+    assert guarded.records.rows[KEY] == before and guarded.idp.calls["refresh"] == 0
+    assert guarded.keys.calls["latest"] == 1  # the store's, before the list changed

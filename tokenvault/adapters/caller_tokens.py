@@ -6,19 +6,30 @@ us fetch anything it chose:
 1. ``Authorization: Bearer <three base64url segments>``, at most 16 KiB.
 2. Header ``alg`` is RS256 (never ``none``, HS*, or anything the token picks) and ``kid`` is
    set. ``jku``, ``x5u``, ``jwk`` and ``x5c`` are ignored: keys come only from our authority.
-3. ``tid`` is a lower-case GUID and, when ``allowed_tenants`` is set, one of them — before any
-   network call.
-4. The signing key is the tenant's JWKS key with that ``kid``
-   (``{authority_host}/{tid}/discovery/v2.0/keys``), cached per tenant. An unknown ``kid``
-   refetches at most once per ``refetch_interval`` per tenant, and all tenants together
-   fetch at most ``max_fetches_per_interval`` times per interval, however many forged tokens
-   arrive.
+3. ``tid`` is a lower-case GUID and, when ``allowed_tenants`` is set, one of them or the home
+   tenant of a listed caller app — before any network call.
+4. The signing key is the one with that ``kid`` in Entra's key set at the *common* endpoint
+   (``{authority_host}/common/discovery/v2.0/keys``). One key set serves every tenant, so a
+   token naming a tenant we have never seen costs nothing more than one naming a known one.
+   An unknown ``kid`` refetches the set at most once per ``refetch_interval`` for all tenants
+   together, however many forged tokens arrive; a key Entra withdraws stops verifying when the
+   set is re-read (at least daily).
 5. Signature, issuer ``{authority_host}/{tid}/v2.0`` (plus the v1 ``sts.windows.net`` issuer
-   for the public cloud only), audience ``client_id`` or ``api://client_id``, ``exp``/``nbf``
-   against the injected clock with at most five minutes of leeway.
+   for the public cloud only) — and, when the key carries an ``issuer`` (template), that issuer
+   with the token's ``tid`` filled in must be one of the tenant's — audience ``client_id`` or ``api://client_id``,
+   ``exp``/``nbf`` against the injected clock with at most five minutes of leeway.
 6. Delegated or app: a user token has ``scp`` (and ``idtyp`` is not ``app``) and an ``oid``;
    an app token has ``idtyp: app`` or roles without ``scp``, and its app id in ``azp`` (v2) or
    ``appid`` (v1).
+
+Why one key set is sound: Entra signs the tokens of every tenant with the keys it publishes at
+the common endpoint (apps with their own signing keys aside — TokenVault's registration has
+none, and must not get one: https://learn.microsoft.com/entra/identity-platform/signing-key-rollover).
+A signature proves the token came from Entra; *which* tenant issued it is the ``tid`` and
+``iss`` claims, and those are checked after the signature, against each other and against the
+key's issuer template. A per-tenant key set bought nothing but a fetch per tenant — the fetch
+a flood of forged tokens with random ``tid`` values used to exhaust the budget with, locking
+out real users of new tenants.
 
 Every failure is one ``InvalidToken`` without detail; the reason goes to the log as a short
 code, never with the token.
@@ -29,7 +40,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -56,9 +66,10 @@ _ALGORITHM = "RS256"
 # Headers that would make a JOSE library do something other than verify one compact JWS
 # with the key we chose.
 _REFUSED_HEADERS = ("crit", "b64", "zip", "enc")
-# After a fetch that failed for a passing reason, the tenant may try again this soon rather
-# than wait out the whole refetch interval.
+# After a fetch that failed for a passing reason, try again this soon rather than wait out
+# the whole refetch interval.
 _RETRY_AFTER_FAILURE = 10.0
+_TENANT_PLACEHOLDER = "{tenantid}"
 # A key Entra withdraws (an emergency roll) must stop verifying: cached keys are re-read
 # this often even when every kid is known.
 _MAX_KEY_AGE = 24 * 3600.0
@@ -78,27 +89,36 @@ class CallerTokenValidator:
 
     def __init__(self, *, client_id: str, authority_host: str,
                  allowed_tenants: frozenset[str] = frozenset(),
+                 caller_tenants: frozenset[str] = frozenset(),
                  session: requests.Session | None = None,
                  clock: Callable[[], float] = time.time, refetch_interval: float = 300,
-                 leeway: float = MAX_LEEWAY, max_fetches_per_interval: int = 100,
-                 max_tenants: int = 1000, timeout: float = 5) -> None:
+                 leeway: float = MAX_LEEWAY, timeout: float = 5) -> None:
+        """``allowed_tenants``: the customer tenants (empty: any); ``caller_tenants``: the home
+        tenants of the listed caller apps, whose tokens are let through to be checked further
+        even when they are not customer tenants."""
         if not 0 <= leeway <= MAX_LEEWAY:
             raise ValueError("leeway must be between 0 and 300 seconds")
         self._audiences = (client_id, f"api://{client_id}")
         self._host = authority_host.rstrip("/")
-        self._allowed = allowed_tenants
+        self._tenants = allowed_tenants | caller_tenants if allowed_tenants else frozenset()
         self._clock = clock
         self._leeway = leeway
-        self._keys = _JwksCache(self._host, session or requests.Session(), clock=clock,
-                                refetch_interval=refetch_interval,
-                                max_fetches=max_fetches_per_interval, max_tenants=max_tenants,
-                                timeout=timeout)
+        self._keys = _KeySet(f"{self._host}/common/discovery/v2.0/keys",
+                             session or requests.Session(), clock=clock,
+                             refetch_interval=refetch_interval, timeout=timeout)
 
     @classmethod
     def from_settings(cls, settings: "Settings",
                       session: requests.Session | None = None) -> "CallerTokenValidator":
         return cls(client_id=settings.client_id, authority_host=settings.authority_host,
-                   allowed_tenants=settings.allowed_tenants, session=session)
+                   allowed_tenants=settings.allowed_tenants,
+                   caller_tenants=frozenset(c.tenant_id for c in settings.redeem_callers),
+                   session=session)
+
+    @property
+    def key_fetches(self) -> int:
+        """How often the key set was fetched (for tests and benchmarks)."""
+        return self._keys.fetches
 
     def __call__(self, authorization: str | None) -> Caller:
         """Validate the bearer token of an ``Authorization`` header.
@@ -129,10 +149,16 @@ class CallerTokenValidator:
         tenant = unverified.get("tid")
         if not is_valid_id(tenant):
             raise _Rejected("tenant_invalid")
-        if self._allowed and tenant not in self._allowed:
+        if self._tenants and tenant not in self._tenants:
             raise _Rejected("tenant_not_allowed")
-        key = self._keys.key(tenant, kid)
+        key, issuer_template = self._keys.key(kid)
         claims = self._verify(token, key, tenant)
+        # A key that names an issuer signs for that issuer only: with the template filled in
+        # with the token's tenant it must be an issuer of that tenant (v1 tokens carry another
+        # form of the same tenant's issuer than the key names).
+        if issuer_template is not None \
+                and issuer_template.replace(_TENANT_PLACEHOLDER, tenant) not in self._issuers(tenant):
+            raise _Rejected("key_issuer")
         return _caller(claims, token)
 
     def _verify(self, token: str, key: jwt.PyJWK, tenant: str) -> dict:
@@ -209,94 +235,70 @@ def _caller(claims: dict, token: str) -> Caller:
                   scopes=frozenset(scp.split()), assertion=Sensitive(token))
 
 
-class _TenantKeys:
-    __slots__ = ("keys", "fetched_at", "next_fetch")
+class _KeySet:
+    """Entra's signing keys from one JWKS document, fetched on first use and on an unknown
+    ``kid`` at most once per ``refetch_interval``, and re-read when older than a day."""
 
-    def __init__(self) -> None:
-        self.keys: dict[str, jwt.PyJWK] = {}
-        self.fetched_at = float("-inf")
-        self.next_fetch = float("-inf")
-
-
-class _JwksCache:
-    """Signing keys per tenant, fetched on first use and on an unknown ``kid``, within bounds."""
-
-    def __init__(self, host: str, session: requests.Session, *, clock: Callable[[], float],
-                 refetch_interval: float, max_fetches: int, max_tenants: int,
-                 timeout: float) -> None:
-        self._host = host
+    def __init__(self, url: str, session: requests.Session, *, clock: Callable[[], float],
+                 refetch_interval: float, timeout: float) -> None:
+        self._url = url
         self._session = session
         self._clock = clock
         self._interval = refetch_interval
-        self._max_fetches = max_fetches
-        self._max_tenants = max_tenants
         self._timeout = timeout
-        self._tenants: OrderedDict[str, _TenantKeys] = OrderedDict()
-        self._recent: deque[float] = deque()
+        self._keys: dict[str, tuple[jwt.PyJWK, str | None]] = {}
+        self._fetched_at = float("-inf")
+        self._next_fetch = float("-inf")
         self._lock = threading.Lock()
-        self._flight: SingleFlight[_TenantKeys] = SingleFlight()
+        self._flight: SingleFlight[None] = SingleFlight()
+        self.fetches = 0
 
-    def key(self, tenant: str, kid: str) -> jwt.PyJWK:
+    def key(self, kid: str) -> tuple[jwt.PyJWK, str | None]:
+        """The key with ``kid`` and its issuer template (None: the key names none)."""
         now = self._clock()
-        with self._lock:
-            cached = self._tenants.get(tenant)
-            if cached is not None:
-                self._tenants.move_to_end(tenant)
-                if kid in cached.keys and now - cached.fetched_at < _MAX_KEY_AGE:
-                    return cached.keys[kid]
+        known = self._keys.get(kid)
+        if known is not None and now - self._fetched_at < _MAX_KEY_AGE:
+            return known
         try:
-            # Concurrent requests for one tenant share one fetch.
-            entry = self._flight.do(tenant, lambda: self._refetch(tenant, kid, now))
+            # Concurrent requests share one fetch.
+            self._flight.do("keys", lambda: self._refetch(now))
         except UpstreamUnavailable:
-            if cached is not None and kid in cached.keys:
-                return cached.keys[kid]  # stale but known: Entra being down is no reason to refuse
+            if known is not None:
+                return known  # stale but known: Entra being down is no reason to refuse
             raise
-        if kid not in entry.keys:
+        found = self._keys.get(kid)
+        if found is None:
             raise _Rejected("kid_unknown")
-        return entry.keys[kid]
+        return found
 
-    def _refetch(self, tenant: str, kid: str, now: float) -> _TenantKeys:
+    def _refetch(self, now: float) -> None:
         with self._lock:
-            entry = self._tenants.get(tenant)
-            if entry is not None and now - entry.fetched_at < _MAX_KEY_AGE and kid in entry.keys:
-                return entry  # fetched by someone else meanwhile
-            if entry is not None and now < entry.next_fetch:
-                return entry
-            while self._recent and self._recent[0] <= now - self._interval:
-                self._recent.popleft()
-            if len(self._recent) >= self._max_fetches:
-                if entry is not None:
-                    return entry
-                raise _Rejected("jwks_budget")
-            self._recent.append(now)
-            if entry is None:
-                entry = self._tenants[tenant] = _TenantKeys()
-                while len(self._tenants) > self._max_tenants:
-                    self._tenants.popitem(last=False)
-            # A tenant's first fetch leaves its one refetch of the interval available, so a
-            # key rolled just after we first looked is picked up at once.
-            first = entry.fetched_at == float("-inf")
-            entry.next_fetch = now if first else now + self._interval
+            stale = now - self._fetched_at >= _MAX_KEY_AGE
+            if not stale and now < self._next_fetch:
+                return  # an unknown kid within the interval: the set we have is the answer
+            # The first fetch leaves one refetch of the interval available, so a key rolled
+            # just after we first looked is picked up at once.
+            first = self._fetched_at == float("-inf")
+            self._next_fetch = now if first else now + self._interval
+            self.fetches += 1
         try:
-            keys = self._fetch(tenant)
+            keys = self._fetch()
         except UpstreamUnavailable:
             with self._lock:
-                entry.next_fetch = now + min(self._interval, _RETRY_AFTER_FAILURE)
+                self._next_fetch = now + min(self._interval, _RETRY_AFTER_FAILURE)
             raise
         with self._lock:
-            entry.keys, entry.fetched_at = keys, now
-        log.info("fetched signing keys of tenant %s (%d keys)", tenant, len(keys))
-        return entry
+            self._keys, self._fetched_at = keys, now
+        log.info("fetched Entra's signing keys (%d keys)", len(keys))
 
-    def _fetch(self, tenant: str) -> dict[str, jwt.PyJWK]:
-        url = f"{self._host}/{tenant}/discovery/v2.0/keys"
+    def _fetch(self) -> dict[str, tuple[jwt.PyJWK, str | None]]:
         try:
-            response = self._session.get(url, timeout=self._timeout)
+            response = self._session.get(self._url, timeout=self._timeout)
         except requests.RequestException as exc:
-            log.warning("signing keys of tenant %s unreachable: %s", tenant, type(exc).__name__)
+            log.warning("signing keys unreachable: %s", type(exc).__name__)
             raise UpstreamUnavailable(upstream="identity_provider") from exc
         if response.status_code == 429 or response.status_code >= 500:
-            log.warning("signing keys of tenant %s: HTTP %d", tenant, response.status_code)
+            log.warning("signing keys: HTTP %d", response.status_code)
             raise UpstreamUnavailable(retry_after=retry_after_of(response, default=5),
                                       upstream="identity_provider")
         try:
@@ -304,15 +306,16 @@ class _JwksCache:
             entries = document.get("keys", [])
         except (ValueError, AttributeError):
             entries = []
-        keys: dict[str, jwt.PyJWK] = {}
+        keys: dict[str, tuple[jwt.PyJWK, str | None]] = {}
         for entry in entries if isinstance(entries, list) else []:
             if not isinstance(entry, dict) or entry.get("use", "sig") != "sig" \
                     or entry.get("kty") != "RSA" or not isinstance(entry.get("kid"), str):
                 continue
+            issuer = entry.get("issuer")
             try:
                 # The algorithm is ours, never the document's or the token's.
-                keys[entry["kid"]] = jwt.PyJWK(entry, algorithm=_ALGORITHM)
+                keys[entry["kid"]] = (jwt.PyJWK(entry, algorithm=_ALGORITHM),
+                                      issuer if isinstance(issuer, str) else None)
             except jwt.PyJWTError:
                 continue
         return keys
-

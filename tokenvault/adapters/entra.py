@@ -24,10 +24,21 @@ matches decides, and ReauthRequired carries Entra's claims challenge when there 
     suberror consent_required / 65001                        ReauthRequired(consent_required)
     50196, temporarily_unavailable                           UpstreamUnavailable
     interaction_required (50076, 50079, 53003, ...)          ReauthRequired(interaction_required)
-    invalid_grant, OBO assertion refused (50013, 50027, ...) InvalidToken
-    invalid_grant (70008, 700082, 50173, 70043, 50132, ...)  ReauthRequired(invalid_grant)
+    invalid_grant, OBO assertion refused (50013, 50027,
+      500133)                                                InvalidToken
+    invalid_grant on refresh, the token itself dead
+      (``DEAD_GRANT``: 70008, 700082, 700084, 50173, 70043,
+      50132, 50133)                                          ReauthRequired(invalid_grant, grant_dead)
+    invalid_grant 70000 (scopes unauthorized or expired)     ReauthRequired(scope_refused)
+    invalid_grant 50076, 50079 (a step-up)                   ReauthRequired(interaction_required)
+    any other invalid_grant                                  ReauthRequired(grant_refused)
     invalid_scope (the caller asked for scopes Entra refuses) BadRequest(field="scopes")
     anything else (invalid_client, ...)                      InternalError
+
+Only a dead grant erases a stored refresh token (``grant_dead``): Entra also answers
+``invalid_grant`` when it refuses only the requested scopes while the grant lives, and a code
+we do not know is kept too — when in doubt, keep. The codes and where each comes from are in
+docs/design.md "Identity-provider answers".
 
 Only the error, its AADSTS numbers, suberror and correlation id are logged: Entra's
 ``error_description`` is not ours to repeat, and no token ever is.
@@ -76,6 +87,18 @@ _IDP = "identity_provider"
 _ASSERTION_REFUSED = frozenset({50013, 50027, 500133})
 # invalid_grant codes that are throttling: the refresh token is alive.
 _THROTTLED = frozenset({50196})
+#: invalid_grant codes that say the refresh token itself is dead
+#: (https://learn.microsoft.com/entra/identity-platform/reference-error-codes):
+#: 70008 ExpiredOrRevokedGrant, 700082 ExpiredOrRevokedGrantInactiveToken, 700084 a SPA's
+#: token past its fixed lifetime, 50173 FreshTokenNeeded (revoked by an admin or the user),
+#: 70043 BadTokenDueToSignInFrequency, 50132 SsoArtifactInvalidOrExpired and 50133
+#: SsoArtifactRevoked (a password change).
+DEAD_GRANT = frozenset({70008, 700082, 700084, 50173, 70043, 50132, 50133})
+#: invalid_grant 70000: Entra's answer when it refuses the requested scopes ("one or more
+#: scopes requested are unauthorized or expired") while the refresh token lives.
+_SCOPES_REFUSED = frozenset({70000})
+#: MFA required / MFA registration required, sometimes sent as invalid_grant.
+_STEP_UP = frozenset({50076, 50079})
 
 
 class _Unavailable(Exception):
@@ -296,7 +319,16 @@ def _refusal(flow: str, result: Mapping[str, Any]) -> VaultError:
     if error == "invalid_grant":
         if flow == "obo" and codes & _ASSERTION_REFUSED:
             return InvalidToken()
-        return ReauthRequired(reason="invalid_grant", claims=claims)
+        if flow == "refresh" and codes & DEAD_GRANT:
+            return ReauthRequired(reason="invalid_grant", claims=claims, grant_dead=True)
+        if codes & _SCOPES_REFUSED:
+            return ReauthRequired(reason="scope_refused", claims=claims)
+        if codes & _STEP_UP:
+            return ReauthRequired(reason="interaction_required", claims=claims)
+        # Not a code we know to mean a dead grant: keep the token, and say which code it was.
+        log.warning("%s: invalid_grant with codes %s kept as not dead (code=grant_refused)",
+                    flow, sorted(codes))
+        return ReauthRequired(reason="grant_refused", claims=claims)
     if error == "invalid_scope":
         # The caller's own mistake, and one it can fix: say which field.
         return BadRequest("The identity provider refused the requested scopes.", field="scopes")
@@ -317,6 +349,7 @@ def _certificate_credential(path) -> dict:
     certificate (SHA-256 thumbprint, PS256)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
 
     name = "TOKENVAULT_CLIENT_CERTIFICATE_PATH"
     try:
@@ -326,7 +359,11 @@ def _certificate_credential(path) -> dict:
     except (OSError, ValueError, TypeError, IndexError):
         raise SettingError(name, "must be a PEM file with an unencrypted private key and its "
                                  "certificate") from None
-    if certificate.public_key().public_numbers() != key.public_key().public_numbers():
+    public = certificate.public_key()
+    if not isinstance(key, rsa.RSAPrivateKey) or not isinstance(public, rsa.RSAPublicKey):
+        # msal signs client assertions with RS256/PS256: an RSA key is the only kind it can use.
+        raise SettingError(name, "the private key and certificate must be RSA")
+    if public.public_numbers() != key.public_key().public_numbers():
         raise SettingError(name, "the certificate does not belong to the private key")
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()

@@ -24,6 +24,7 @@ def sweep(ctx: Context, args) -> dict:
     planner, worker = build_sweep(vault=app.vault, records=app.records, keys=app.keys,
                                   queue=queue, clock=app.clock,
                                   refresh_after=app.settings.refresh_after,
+                                  allowed_tenants=app.settings.allowed_tenants,
                                   time_budget=timedelta(days=1))
     if args.dry_run:
         plan = planner.plan(tenant_id=args.tenant)
