@@ -32,8 +32,6 @@ from tokenvault.model import RecordKey
 from tokenvault.sensitive import Sensitive
 from tokenvault.settings import StorageConnection
 
-pytestmark = pytest.mark.integration
-
 OTHER_SCOPES = ["api://downstream/.default"]
 
 

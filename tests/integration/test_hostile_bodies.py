@@ -15,8 +15,6 @@ from tests.support.stack_fixtures import FUNCTIONS, SCOPES, new_id
 from tokenvault.http import MAX_BODY
 from tokenvault.model import RecordKey
 
-pytestmark = pytest.mark.integration
-
 
 def body(response) -> dict:
     return json.loads(response.get_body())

@@ -21,8 +21,6 @@ from tokenvault.model import RecordKey, Status
 from tokenvault.sweep import Planner, Worker
 from tokenvault.vault import Outcome
 
-pytestmark = pytest.mark.integration
-
 
 def body(response) -> dict:
     return json.loads(response.get_body())

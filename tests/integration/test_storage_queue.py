@@ -15,8 +15,6 @@ from tests.support.storage_fixtures import closed_port_connection_string
 from tokenvault.adapters.storage_queue import StorageQueue, _translate
 from tokenvault.errors import InternalError, UpstreamUnavailable
 
-pytestmark = pytest.mark.integration
-
 MESSAGE = {"v": 1, "tenant_id": "0b7e5c4a-1d2f-4a3b-9c8d-7e6f5a4b3c2d",
            "users": ["1f2e3d4c-5b6a-4978-8a9b-0c1d2e3f4a5b"], "note": "é"}
 

@@ -24,8 +24,6 @@ from tokenvault.clouds import PUBLIC_CLOUD
 from tokenvault.errors import InvalidToken, UpstreamUnavailable
 from tokenvault.model import CallerKind
 
-pytestmark = pytest.mark.integration
-
 CALLER_APP = "9d2c8a51-7e3f-4b6a-8c1d-2e3f4a5b6c7d"
 
 
