@@ -55,8 +55,17 @@ def test_poisoned_counts_the_poison_queue_and_is_zero_without_one(azurite, stora
     poison.close()
 
 
-def test_ensure_queue_can_repeat(storage_queue):
-    storage_queue.ensure_queue()
+def test_ensure_queue_creates_the_queue_and_a_repeat_keeps_what_it_holds(azurite, queue_name, raw):
+    queue = StorageQueue.from_connection_string(azurite.connection_string, queue_name)
+    try:
+        queue.ensure_queue()
+        queue.send(MESSAGE)
+        queue.ensure_queue()  # every local start of the app ensures it: no failure, nothing lost
+
+        [received] = raw.receive_messages()
+        assert json.loads(base64.b64decode(received.content)) == MESSAGE
+    finally:
+        queue.close()
 
 
 def test_unreachable_storage_is_upstream_unavailable_within_seconds(azurite, queue_name):
