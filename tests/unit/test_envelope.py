@@ -6,7 +6,7 @@ import os
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from tokenvault.envelope import Binding, seal, unseal
+from tokenvault.envelope import Binding, _seal_with_nonce, seal, unseal
 from tokenvault.errors import CiphertextInvalid, TenantKeyInvalid
 from tokenvault.sensitive import Sensitive
 
@@ -38,7 +38,20 @@ def test_known_answer_with_a_fixed_nonce():
     nonce = bytes(12)
     aad = f"tokenvault.v1\n{TENANT}\n{USER}\n{CLIENT}\n{VERSION}".encode()
     expected = b"\x01" + nonce + AESGCM(KEY.reveal()).encrypt(nonce, b"rt", aad)
-    assert seal(KEY, Sensitive("rt"), BINDING, _nonce=nonce) == expected
+    assert _seal_with_nonce(KEY, Sensitive("rt"), BINDING, nonce) == expected
+
+
+def test_seal_takes_no_nonce():
+    with pytest.raises(TypeError):
+        seal(KEY, TOKEN, BINDING, bytes(12))
+    with pytest.raises(TypeError):
+        seal(KEY, TOKEN, BINDING, _nonce=bytes(12))
+
+
+@pytest.mark.parametrize("size", [0, 8, 11, 13, 16])
+def test_a_nonce_of_another_size_is_refused(size):
+    with pytest.raises(ValueError, match="12 bytes"):
+        _seal_with_nonce(KEY, TOKEN, BINDING, bytes(size))
 
 
 def test_an_independent_implementation_decrypts_a_stored_blob():
