@@ -3,6 +3,10 @@ fixtures themselves and stopped at the end of the session: no test assumes a run
 
 Each local part keeps its fixtures in its own module under ``tests/support`` and is listed in
 ``pytest_plugins``; this file holds only what every part shares.
+
+Which tests are integration tests is said by their folder, in ``tests.support.kinds`` (a
+plugin here rather than a conftest.py in tests/integration, because it must also watch the
+tests outside that folder: a unit test may not start a service, a process or a socket).
 """
 
 import uuid
@@ -14,6 +18,7 @@ from tests.support.https import TestCA
 from tokenvault.dev.azurite import Azurite
 
 pytest_plugins = [
+    "tests.support.kinds",
     "tests.support.leaks",
     "tests.support.keyvault_fixtures",
     "tests.support.entra_fixtures",

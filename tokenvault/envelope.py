@@ -50,14 +50,15 @@ class Binding:
         return "\n".join(fields).encode("utf-8")
 
 
-def seal(key: Sensitive[bytes], token: Sensitive[str], binding: Binding, *,
-         _nonce: bytes | None = None) -> bytes:
-    """Encrypt ``token`` for ``binding`` under ``key``.
+def seal(key: Sensitive[bytes], token: Sensitive[str], binding: Binding) -> bytes:
+    """Encrypt ``token`` for ``binding`` under ``key``, with a fresh random nonce."""
+    return _seal_with_nonce(key, token, binding, os.urandom(NONCE_SIZE))
 
-    ``_nonce`` exists only so known-answer tests reproduce a blob exactly; production
-    callers never pass it (a repeated nonce under one key breaks GCM).
-    """
-    nonce = _nonce if _nonce is not None else os.urandom(NONCE_SIZE)
+
+def _seal_with_nonce(key: Sensitive[bytes], token: Sensitive[str], binding: Binding,
+                     nonce: bytes) -> bytes:
+    """``seal`` with a given nonce, so a known-answer test reproduces a blob exactly. Private:
+    a nonce used twice under one key breaks GCM, so no caller of ours chooses one."""
     if len(nonce) != NONCE_SIZE:
         raise ValueError("nonce must be 12 bytes")
     body = _aead(key).encrypt(nonce, token.reveal().encode("utf-8"), binding.associated_data())

@@ -21,8 +21,6 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
-import pytest
-
 from tests.integration.test_hostile_tokens import recompose  # noqa: F401 - a fixture
 from tests.support.stack_fixtures import new_id
 from tokenvault.adapters.memory_queue import MemoryQueue
@@ -30,8 +28,6 @@ from tokenvault.cli.sweep import run_in_process
 from tokenvault.maintenance import Outcome
 from tokenvault.model import RecordKey
 from tokenvault.sweep import Planner, Worker
-
-pytestmark = pytest.mark.integration
 
 USERS = 20
 ONE_USER_REDEEMS = 50

@@ -27,8 +27,6 @@ from tokenvault.errors import (
 )
 from tokenvault.sensitive import Sensitive
 
-pytestmark = pytest.mark.integration
-
 GRAPH = ("https://graph.microsoft.com/User.Read",)
 CUSTOM_CLAIMS = json.dumps({"access_token": {"acrs": {"essential": True, "value": "c1"}}})
 

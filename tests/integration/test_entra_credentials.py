@@ -25,8 +25,6 @@ from tokenvault.errors import InternalError, SettingError
 from tokenvault.sensitive import Sensitive
 from tokenvault.settings import BackendSettings, CredentialKind, Settings
 
-pytestmark = pytest.mark.integration
-
 GRAPH = ("https://graph.microsoft.com/User.Read",)
 
 

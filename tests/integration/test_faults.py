@@ -32,8 +32,6 @@ from tokenvault.model import RecordKey
 from tokenvault.sensitive import Sensitive
 from tokenvault.settings import StorageConnection
 
-pytestmark = pytest.mark.integration
-
 OTHER_SCOPES = ["api://downstream/.default"]
 
 
@@ -59,14 +57,9 @@ def assert_unavailable(response, retry_after: int | None = None) -> None:
 
 
 @pytest.fixture
-def tenant(stack) -> str:
-    return stack.onboard()
-
-
-@pytest.fixture
-def user(stack, tenant) -> str:
+def user(stack, onboarded_tenant) -> str:
     user = new_id()
-    assert stack.store(tenant, user).status_code == 201
+    assert stack.store(onboarded_tenant, user).status_code == 201
     return user
 
 
@@ -83,23 +76,23 @@ def assert_nothing_lost(stack, tenant: str, user: str, before) -> None:
 
 @pytest.mark.parametrize("kind, retry_after", [("throttled", 11), ("throttled", 1),
                                                ("server_error", 13)])
-def test_an_idp_429_or_5xx_on_redeem_is_503_with_its_retry_after(stack, tenant, user, kind,
+def test_an_idp_429_or_5xx_on_redeem_is_503_with_its_retry_after(stack, onboarded_tenant, user, kind,
                                                                   retry_after):
-    before = stack.records.get(RecordKey(tenant, user))
-    stack.entra.fault(kind, grant="refresh", user=(tenant, user), retry_after=retry_after)
+    before = stack.records.get(RecordKey(onboarded_tenant, user))
+    stack.entra.fault(kind, grant="refresh", user=(onboarded_tenant, user), retry_after=retry_after)
 
-    assert_unavailable(stack.redeem(tenant, user), retry_after)
-    assert_nothing_lost(stack, tenant, user, before)
+    assert_unavailable(stack.redeem(onboarded_tenant, user), retry_after)
+    assert_nothing_lost(stack, onboarded_tenant, user, before)
 
 
 @pytest.mark.parametrize("kind", ["throttled", "server_error"])
-def test_an_idp_429_or_5xx_on_store_stores_nothing(stack, tenant, kind):
+def test_an_idp_429_or_5xx_on_store_stores_nothing(stack, onboarded_tenant, kind):
     user = new_id()
-    stack.entra.fault(kind, grant="obo", user=(tenant, user), retry_after=17)
+    stack.entra.fault(kind, grant="obo", user=(onboarded_tenant, user), retry_after=17)
 
-    assert_unavailable(stack.store(tenant, user), 17)
-    assert not stack.records.tenant_has_records(tenant)
-    assert stack.store(tenant, user, scopes=OTHER_SCOPES).status_code == 201
+    assert_unavailable(stack.store(onboarded_tenant, user), 17)
+    assert not stack.records.tenant_has_records(onboarded_tenant)
+    assert stack.store(onboarded_tenant, user, scopes=OTHER_SCOPES).status_code == 201
 
 
 class Network(HTTPAdapter):
@@ -122,9 +115,9 @@ class Network(HTTPAdapter):
 
 
 @pytest.fixture
-def network(stack, tenant, entra_session) -> Network:
+def network(stack, onboarded_tenant, entra_session) -> Network:
     adapter = Network()
-    entra_session.mount(f"{stack.entra.authority_host}/{tenant}/oauth2/", adapter)
+    entra_session.mount(f"{stack.entra.authority_host}/{onboarded_tenant}/oauth2/", adapter)
     yield adapter
     adapter.close()
     # urllib3 drops a connection that timed out or was reset mid-handshake without closing its
@@ -161,107 +154,107 @@ def resetting():
     server.close()
 
 
-def test_an_idp_slower_than_the_timeout_is_503_and_loses_nothing(stack, tenant, user, network):
-    before = stack.records.get(RecordKey(tenant, user))
+def test_an_idp_slower_than_the_timeout_is_503_and_loses_nothing(stack, onboarded_tenant, user, network):
+    before = stack.records.get(RecordKey(onboarded_tenant, user))
     network.timeout = 0.3
-    fault = stack.entra.fault("slow", grant="refresh", user=(tenant, user), delay=1.0)
+    fault = stack.entra.fault("slow", grant="refresh", user=(onboarded_tenant, user), delay=1.0)
 
-    assert_unavailable(stack.redeem(tenant, user))
+    assert_unavailable(stack.redeem(onboarded_tenant, user))
 
     # The fake answered in the end, rotating the token we never saw: the old one still works.
     assert fault.hits == 1
     network.timeout = None
-    assert_nothing_lost(stack, tenant, user, before)
+    assert_nothing_lost(stack, onboarded_tenant, user, before)
 
 
-def test_a_slow_obo_on_store_stores_nothing(stack, tenant, network):
+def test_a_slow_obo_on_store_stores_nothing(stack, onboarded_tenant, network):
     user = new_id()
     network.timeout = 0.3
-    stack.entra.fault("slow", grant="obo", user=(tenant, user), delay=1.0)
+    stack.entra.fault("slow", grant="obo", user=(onboarded_tenant, user), delay=1.0)
 
-    assert_unavailable(stack.store(tenant, user))
-    assert not stack.records.tenant_has_records(tenant)
+    assert_unavailable(stack.store(onboarded_tenant, user))
+    assert not stack.records.tenant_has_records(onboarded_tenant)
 
 
-def test_a_reset_connection_to_the_idp_is_503_and_loses_nothing(stack, tenant, user, network,
+def test_a_reset_connection_to_the_idp_is_503_and_loses_nothing(stack, onboarded_tenant, user, network,
                                                                 resetting):
-    before = stack.records.get(RecordKey(tenant, user))
+    before = stack.records.get(RecordKey(onboarded_tenant, user))
     network.reset_to, accepted = resetting
     refreshes = stack.entra.counts["refresh"]
 
-    assert_unavailable(stack.redeem(tenant, user))
-    assert_unavailable(stack.store(tenant, new_id()))
+    assert_unavailable(stack.redeem(onboarded_tenant, user))
+    assert_unavailable(stack.store(onboarded_tenant, new_id()))
 
     assert accepted and stack.entra.counts["refresh"] == refreshes  # it never got through
     network.reset_to = None
-    assert_nothing_lost(stack, tenant, user, before)
+    assert_nothing_lost(stack, onboarded_tenant, user, before)
 
 
 # --- Key Vault -------------------------------------------------------------------------------
 
-def test_key_vault_throttling_is_503_with_its_retry_after(stack, tenant, user):
-    before = stack.records.get(RecordKey(tenant, user))
+def test_key_vault_throttling_is_503_with_its_retry_after(stack, onboarded_tenant, user):
+    before = stack.records.get(RecordKey(onboarded_tenant, user))
     stack.expire_key_cache()
     stack.keyvault.fail_next(429, retry_after=30)
     refreshes = stack.entra.counts["refresh"]
 
-    assert_unavailable(stack.redeem(tenant, user), 30)
+    assert_unavailable(stack.redeem(onboarded_tenant, user), 30)
 
     assert stack.entra.counts["refresh"] == refreshes  # no key, no use asking the IdP
-    assert_nothing_lost(stack, tenant, user, before)
+    assert_nothing_lost(stack, onboarded_tenant, user, before)
 
 
-def test_a_short_key_vault_throttle_is_waited_out_within_the_request(stack, tenant, user):
+def test_a_short_key_vault_throttle_is_waited_out_within_the_request(stack, onboarded_tenant, user):
     stack.expire_key_cache()
     stack.keyvault.fail_next(429, retry_after=1)
 
-    assert stack.redeem(tenant, user).status_code == 200
+    assert stack.redeem(onboarded_tenant, user).status_code == 200
 
 
-def test_key_vault_5xx_after_the_retries_is_503(stack, tenant, user):
-    before = stack.records.get(RecordKey(tenant, user))
+def test_key_vault_5xx_after_the_retries_is_503(stack, onboarded_tenant, user):
+    before = stack.records.get(RecordKey(onboarded_tenant, user))
     stack.expire_key_cache()
     stack.keyvault.fail_next(500, times=3)
 
-    assert_unavailable(stack.redeem(tenant, user))
-    assert_nothing_lost(stack, tenant, user, before)
+    assert_unavailable(stack.redeem(onboarded_tenant, user))
+    assert_nothing_lost(stack, onboarded_tenant, user, before)
 
 
-def test_key_vault_throttling_on_store_asks_the_idp_nothing(stack, tenant):
+def test_key_vault_throttling_on_store_asks_the_idp_nothing(stack, onboarded_tenant):
     stack.expire_key_cache()
     stack.keyvault.fail_next(429, retry_after=20)
     obo = stack.entra.counts["obo"]
 
-    assert_unavailable(stack.store(tenant, new_id()), 20)
+    assert_unavailable(stack.store(onboarded_tenant, new_id()), 20)
     assert stack.entra.counts["obo"] == obo
 
 
-def test_key_vault_refusing_access_is_internal_and_names_the_role_for_ops(stack, tenant, user,
+def test_key_vault_refusing_access_is_internal_and_names_the_role_for_ops(stack, onboarded_tenant, user,
                                                                           caplog):
-    before = stack.records.get(RecordKey(tenant, user))
+    before = stack.records.get(RecordKey(onboarded_tenant, user))
     stack.expire_key_cache()
     stack.keyvault.fail_next(403)
 
-    response = stack.redeem(tenant, user)
+    response = stack.redeem(onboarded_tenant, user)
 
     assert (response.status_code, body(response)["code"]) == (500, "internal")
     assert "Key Vault Secrets User" in caplog.text
-    assert_nothing_lost(stack, tenant, user, before)  # a refusal is not remembered
+    assert_nothing_lost(stack, onboarded_tenant, user, before)  # a refusal is not remembered
 
 
-def test_a_key_vault_404_reads_as_revoked_until_the_cache_expires(stack, tenant, user):
-    before = stack.records.get(RecordKey(tenant, user))
+def test_a_key_vault_404_reads_as_revoked_until_the_cache_expires(stack, onboarded_tenant, user):
+    before = stack.records.get(RecordKey(onboarded_tenant, user))
     stack.expire_key_cache()
     stack.keyvault.fail_next(404)
 
-    response = stack.redeem(tenant, user)
-    again = stack.redeem(tenant, user, scopes=OTHER_SCOPES)
+    response = stack.redeem(onboarded_tenant, user)
+    again = stack.redeem(onboarded_tenant, user, scopes=OTHER_SCOPES)
 
     # Key Vault said the version is gone: that is a revocation, and it is cached like one.
     assert (response.status_code, body(response)["code"]) == (403, "tenant_revoked")
     assert (again.status_code, body(again)["code"]) == (403, "tenant_revoked")
     stack.expire_key_cache()
-    assert_nothing_lost(stack, tenant, user, before)
+    assert_nothing_lost(stack, onboarded_tenant, user, before)
 
 
 # --- storage ---------------------------------------------------------------------------------

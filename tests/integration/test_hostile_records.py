@@ -21,8 +21,6 @@ from tokenvault.maintenance import Outcome
 from tokenvault.model import RecordKey, Status
 from tokenvault.sweep import Planner, Worker
 
-pytestmark = pytest.mark.integration
-
 
 def body(response) -> dict:
     return json.loads(response.get_body())
@@ -35,11 +33,6 @@ def table(stack) -> TableClient:
                                                 stack.settings.backend.table)
     yield client
     client.close()
-
-
-@pytest.fixture
-def tenant(stack) -> str:
-    return stack.onboard()
 
 
 def stored(stack, tenant: str) -> str:
@@ -106,30 +99,30 @@ def ciphertext_invalid_lines(caplog, tenant: str, user: str) -> list[logging.Log
 
 
 @pytest.mark.parametrize("name", list(TAMPERING))
-def test_redeem_of_a_tampered_record_fails_closed_and_tells_ops_which(stack, table, tenant, name,
+def test_redeem_of_a_tampered_record_fails_closed_and_tells_ops_which(stack, table, onboarded_tenant, name,
                                                                       caplog):
-    s = Scene(stack, table, tenant)
+    s = Scene(stack, table, onboarded_tenant)
     TAMPERING[name](s)
     before = s.row(s.b)
     refreshes = stack.entra.counts["refresh"]
     caplog.set_level(logging.INFO)
 
-    response = stack.redeem(tenant, s.b)
+    response = stack.redeem(onboarded_tenant, s.b)
 
     assert (response.status_code, body(response)["code"]) == (500, "internal")
     assert set(body(response)) == {"type", "title", "status", "code", "detail", "correlation_id"}
     assert stack.entra.counts["refresh"] == refreshes  # nothing was sent to the IdP
-    assert ciphertext_invalid_lines(caplog, tenant, s.b), "no log line names the record"
+    assert ciphertext_invalid_lines(caplog, onboarded_tenant, s.b), "no log line names the record"
     after = s.row(s.b)
     assert after["Ciphertext"] == before["Ciphertext"] and after.metadata["etag"] == \
         before.metadata["etag"]
     # A, whose ciphertext may have been copied, is untouched and still served.
-    assert stack.redeem(tenant, s.a).status_code == 200
-    assert stack.entra.refresh_token_valid(stack.stored_refresh_token(tenant, s.a))
+    assert stack.redeem(onboarded_tenant, s.a).status_code == 200
+    assert stack.entra.refresh_token_valid(stack.stored_refresh_token(onboarded_tenant, s.a))
 
 
-def test_a_row_moved_to_another_tenant_opens_for_nobody(stack, table, tenant, caplog):
-    s = Scene(stack, table, tenant)
+def test_a_row_moved_to_another_tenant_opens_for_nobody(stack, table, onboarded_tenant, caplog):
+    s = Scene(stack, table, onboarded_tenant)
     other = stack.onboard()
     row = dict(s.row(s.a))
     # As it was, and re-labelled with the other tenant's key version, as an attacker would.
@@ -151,34 +144,34 @@ def test_a_row_moved_to_another_tenant_opens_for_nobody(stack, table, tenant, ca
     assert (relabelled_answer.status_code, body(relabelled_answer)["code"]) == (500, "internal")
     assert (by_app.status_code, body(by_app)["code"]) == (500, "internal")
     assert ciphertext_invalid_lines(caplog, other, relabelled_user)
-    assert stack.redeem(tenant, s.a).status_code == 200  # the original row is unharmed
+    assert stack.redeem(onboarded_tenant, s.a).status_code == 200  # the original row is unharmed
 
 
-def test_an_emptied_ciphertext_means_sign_in_again(stack, table, tenant):
-    s = Scene(stack, table, tenant)
+def test_an_emptied_ciphertext_means_sign_in_again(stack, table, onboarded_tenant):
+    s = Scene(stack, table, onboarded_tenant)
     entity = dict(s.row(s.b))
     del entity["Ciphertext"]
     table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
-    response = stack.redeem(tenant, s.b)
+    response = stack.redeem(onboarded_tenant, s.b)
 
     assert (response.status_code, body(response)["code"]) == (409, "reauth_required")
 
 
 def test_the_sweep_flags_and_skips_tampered_rows_and_works_the_rest_of_the_batch(
-        stack, table, tenant, caplog):
-    s = Scene(stack, table, tenant)
-    good = [s.a, stored(stack, tenant), stored(stack, tenant)]
-    copied, truncated, flipped_user = s.b, stored(stack, tenant), stored(stack, tenant)
-    rewrite(table, tenant, copied, Ciphertext=s.row(s.a)["Ciphertext"])
-    rewrite(table, tenant, truncated, Ciphertext=s.row(truncated)["Ciphertext"][:30])
-    rewrite(table, tenant, flipped_user, Ciphertext=flipped(s.row(flipped_user)["Ciphertext"], 40))
-    malformed = stored(stack, tenant)
-    rewrite(table, tenant, malformed, Status="bogus")
+        stack, table, onboarded_tenant, caplog):
+    s = Scene(stack, table, onboarded_tenant)
+    good = [s.a, stored(stack, onboarded_tenant), stored(stack, onboarded_tenant)]
+    copied, truncated, flipped_user = s.b, stored(stack, onboarded_tenant), stored(stack, onboarded_tenant)
+    rewrite(table, onboarded_tenant, copied, Ciphertext=s.row(s.a)["Ciphertext"])
+    rewrite(table, onboarded_tenant, truncated, Ciphertext=s.row(truncated)["Ciphertext"][:30])
+    rewrite(table, onboarded_tenant, flipped_user, Ciphertext=flipped(s.row(flipped_user)["Ciphertext"], 40))
+    malformed = stored(stack, onboarded_tenant)
+    rewrite(table, onboarded_tenant, malformed, Status="bogus")
     tampered = {copied: s.row(copied), truncated: s.row(truncated),
                 flipped_user: s.row(flipped_user)}
     # Every record wants work: a newer key to rewrap under, and old enough to be refreshed.
-    new_version = stack.admin.rotate(tenant).version
+    new_version = stack.admin.rotate(onboarded_tenant).version
     stack.expire_key_cache()
     stack.clock.advance(days=8)
     caplog.set_level(logging.INFO)
@@ -195,9 +188,9 @@ def test_the_sweep_flags_and_skips_tampered_rows_and_works_the_rest_of_the_batch
     assert any(getattr(r, "code", None) == "record_malformed" for r in caplog.records)
     assert outcomes[Outcome.FAILED] == 3 and outcomes[Outcome.REFRESHED] == 3
     for user in good:
-        record = stack.records.get(RecordKey(tenant, user))
+        record = stack.records.get(RecordKey(onboarded_tenant, user))
         assert record.key_version == new_version and record.refreshed_at == stack.clock.now()
-        assert stack.entra.refresh_token_valid(stack.stored_refresh_token(tenant, user))
+        assert stack.entra.refresh_token_valid(stack.stored_refresh_token(onboarded_tenant, user))
     for user, before in tampered.items():
         after_row = s.row(user)
         assert after_row["Ciphertext"] == before["Ciphertext"], "a tampered blob was rewritten"
@@ -216,9 +209,9 @@ def _no_sleep(seconds: float) -> None:
     raise AssertionError(f"the sweep deferred a batch by {seconds} s: nothing here is transient")
 
 
-def test_a_tampered_row_does_not_hold_the_sweep_back_from_other_tenants(stack, table, tenant):
-    s = Scene(stack, table, tenant)
-    rewrite(table, tenant, s.b, Ciphertext=flipped(s.row(s.b)["Ciphertext"], 25))
+def test_a_tampered_row_does_not_hold_the_sweep_back_from_other_tenants(stack, table, onboarded_tenant):
+    s = Scene(stack, table, onboarded_tenant)
+    rewrite(table, onboarded_tenant, s.b, Ciphertext=flipped(s.row(s.b)["Ciphertext"], 25))
     other = stack.onboard()
     others = [stored(stack, other) for _ in range(2)]
     stack.clock.advance(days=8)
@@ -233,5 +226,5 @@ def test_a_tampered_row_does_not_hold_the_sweep_back_from_other_tenants(stack, t
     assert outcomes[Outcome.FAILED] == 1 and outcomes[Outcome.REFRESHED] == 3
     for user in others:
         assert stack.records.get(RecordKey(other, user)).refreshed_at == stack.clock.now()
-    assert stack.clock.now() - stack.records.get(RecordKey(tenant, s.b)).refreshed_at \
+    assert stack.clock.now() - stack.records.get(RecordKey(onboarded_tenant, s.b)).refreshed_at \
         > timedelta(days=7)

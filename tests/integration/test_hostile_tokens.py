@@ -22,8 +22,6 @@ from tests.support.stack_fixtures import CALLER_APP, SCOPES, STRANGER_APP, new_i
 from tokenvault import bootstrap
 from tokenvault.model import RecordKey
 
-pytestmark = pytest.mark.integration
-
 
 def body(response) -> dict:
     return json.loads(response.get_body())

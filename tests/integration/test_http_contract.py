@@ -72,15 +72,10 @@ def record_params(tenant: str, user: str) -> dict:
 
 
 @pytest.fixture
-def tenant(stack) -> str:
-    return stack.onboard()
-
-
-@pytest.fixture
-def alice(stack, tenant) -> str:
-    """A user of ``tenant`` with a stored record."""
+def alice(stack, onboarded_tenant) -> str:
+    """A user of ``onboarded_tenant`` with a stored record."""
     user = new_id()
-    assert stack.store(tenant, user).status_code == 201
+    assert stack.store(onboarded_tenant, user).status_code == 201
     return user
 
 
@@ -132,36 +127,36 @@ def _bad_token(stack, tenant, user, kind):
 @pytest.mark.parametrize("route", ["store_token", "redeem_token", "describe_token", "forget_token"])
 @pytest.mark.parametrize("kind", [*GARBAGE, "expired", "other audience"])
 def test_a_bad_bearer_token_is_invalid_token_and_nothing_is_decrypted_or_called(
-        stack, caplog, tenant, alice, route, kind):
-    token = _bad_token(stack, tenant, alice, kind)
+        stack, caplog, onboarded_tenant, alice, route, kind):
+    token = _bad_token(stack, onboarded_tenant, alice, kind)
     before_entra, before_vault = dict(stack.entra.counts), stack.keyvault.requests
-    before_record = stack.records.get(RecordKey(tenant, alice))
+    before_record = stack.records.get(RecordKey(onboarded_tenant, alice))
 
     method = {"describe_token": "GET", "forget_token": "DELETE"}.get(route, "POST")
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     response = stack.call(route, method=method, headers=headers,
-                          body={"scopes": SCOPES, **record_params(tenant, alice)}
+                          body={"scopes": SCOPES, **record_params(onboarded_tenant, alice)}
                           if route == "redeem_token" else {"scopes": SCOPES},
-                          route_params=record_params(tenant, alice))
+                          route_params=record_params(onboarded_tenant, alice))
 
     check(stack, caplog, response, 401, "invalid_token")
     for grant in ("obo", "refresh", "client_credentials"):
         assert stack.entra.counts[grant] == before_entra.get(grant, 0)
     assert stack.keyvault.requests == before_vault
     # The record is exactly as it was: not refreshed, rewritten or deleted.
-    assert stack.records.get(RecordKey(tenant, alice)).etag == before_record.etag
+    assert stack.records.get(RecordKey(onboarded_tenant, alice)).etag == before_record.etag
 
 
 # --- store ---------------------------------------------------------------------------------
 
-def test_store_answers_201_with_the_metadata_and_its_location(stack, caplog, tenant):
+def test_store_answers_201_with_the_metadata_and_its_location(stack, caplog, onboarded_tenant):
     user = new_id()
-    response = store(stack, stack.user_token(tenant, user))
+    response = store(stack, stack.user_token(onboarded_tenant, user))
     body = check(stack, caplog, response, 201)
     assert set(body) == {"tenant_id", "user_id", "client_id", "status", "key_version", "scopes",
                          "created_at", "refreshed_at"}
-    assert (body["tenant_id"], body["user_id"], body["status"]) == (tenant, user, "active")
-    assert response.headers["Location"] == f"/api/tokens/{tenant}/{user}"
+    assert (body["tenant_id"], body["user_id"], body["status"]) == (onboarded_tenant, user, "active")
+    assert response.headers["Location"] == f"/api/tokens/{onboarded_tenant}/{user}"
 
 
 def _scopes(n):
@@ -192,10 +187,10 @@ BAD_BODIES = [
 @pytest.mark.parametrize("route", ["store_token", "redeem_token"])
 @pytest.mark.parametrize("label, body, content_type, field", BAD_BODIES,
                          ids=[b[0] for b in BAD_BODIES])
-def test_a_malformed_body_is_bad_request_naming_the_field(stack, caplog, tenant, route, label,
+def test_a_malformed_body_is_bad_request_naming_the_field(stack, caplog, onboarded_tenant, route, label,
                                                           body, content_type, field):
     before = dict(stack.entra.counts)
-    response = stack.call(route, body=body, token=stack.user_token(tenant, new_id()),
+    response = stack.call(route, body=body, token=stack.user_token(onboarded_tenant, new_id()),
                           headers={"Content-Type": content_type})
     check(stack, caplog, response, 400, "bad_request", field=field)
     assert stack.entra.counts["obo"] == before.get("obo", 0)
@@ -203,23 +198,23 @@ def test_a_malformed_body_is_bad_request_naming_the_field(stack, caplog, tenant,
 
 
 @pytest.mark.parametrize("route", ["store_token", "redeem_token"])
-def test_a_body_over_16_kib_is_payload_too_large(stack, caplog, tenant, route):
+def test_a_body_over_16_kib_is_payload_too_large(stack, caplog, onboarded_tenant, route):
     body = json.dumps({"scopes": SCOPES, "pad": "x" * MAX_BODY}).encode()
-    response = stack.call(route, body=body, token=stack.user_token(tenant, new_id()))
+    response = stack.call(route, body=body, token=stack.user_token(onboarded_tenant, new_id()))
     check(stack, caplog, response, 413, "payload_too_large")
 
 
-def test_store_with_an_app_token_is_insufficient_permissions(stack, caplog, tenant):
+def test_store_with_an_app_token_is_insufficient_permissions(stack, caplog, onboarded_tenant):
     response = store(stack, stack.app_token(roles=REDEEM + ADMIN))
     check(stack, caplog, response, 403, "insufficient_permissions")
     assert stack.entra.counts["obo"] == 0
 
 
-def test_store_without_a_refresh_token_is_offline_access_missing(stack, caplog, tenant):
+def test_store_without_a_refresh_token_is_offline_access_missing(stack, caplog, onboarded_tenant):
     stack.entra.fault("no_refresh_token", grant="obo")
-    response = store(stack, stack.user_token(tenant, new_id()))
+    response = store(stack, stack.user_token(onboarded_tenant, new_id()))
     check(stack, caplog, response, 422, "offline_access_missing")
-    assert not stack.records.tenant_has_records(tenant)
+    assert not stack.records.tenant_has_records(onboarded_tenant)
 
 
 def test_store_for_a_tenant_without_a_key_is_tenant_not_onboarded(stack, caplog):
@@ -233,48 +228,48 @@ def _revoke(stack, tenant):
     stack.expire_key_cache()
 
 
-def test_store_for_a_revoked_tenant_is_tenant_revoked(stack, caplog, tenant, alice):
-    _revoke(stack, tenant)
+def test_store_for_a_revoked_tenant_is_tenant_revoked(stack, caplog, onboarded_tenant, alice):
+    _revoke(stack, onboarded_tenant)
     calls = stack.entra.counts["obo"]
-    response = store(stack, stack.user_token(tenant, new_id()))
+    response = store(stack, stack.user_token(onboarded_tenant, new_id()))
     check(stack, caplog, response, 403, "tenant_revoked")
     assert stack.entra.counts["obo"] == calls
 
 
 @pytest.mark.parametrize("kind, claims", [("interaction_required", CLAIMS),
                                           ("consent_required", None)])
-def test_store_when_the_obo_needs_the_user_is_reauth_required(stack, caplog, tenant, kind,
+def test_store_when_the_obo_needs_the_user_is_reauth_required(stack, caplog, onboarded_tenant, kind,
                                                               claims):
     user = new_id()
-    stack.entra.fault(kind, grant="obo", user=(tenant, user), claims=claims)
-    response = store(stack, stack.user_token(tenant, user))
+    stack.entra.fault(kind, grant="obo", user=(onboarded_tenant, user), claims=claims)
+    response = store(stack, stack.user_token(onboarded_tenant, user))
     body = check(stack, caplog, response, 409, "reauth_required")
     if claims:
         assert body["claims"] == claims
         assert 'error="insufficient_claims"' in response.headers["WWW-Authenticate"]
     else:
         assert "claims" not in body
-    assert not stack.records.tenant_has_records(tenant)
+    assert not stack.records.tenant_has_records(onboarded_tenant)
 
 
-def test_store_when_the_identity_provider_throttles_is_upstream_unavailable(stack, caplog, tenant):
+def test_store_when_the_identity_provider_throttles_is_upstream_unavailable(stack, caplog, onboarded_tenant):
     stack.entra.fault("throttled", grant="obo", retry_after=9)
-    response = store(stack, stack.user_token(tenant, new_id()))
+    response = store(stack, stack.user_token(onboarded_tenant, new_id()))
     check(stack, caplog, response, 503, "upstream_unavailable")
     assert response.headers["Retry-After"] == "9"
 
 
-def test_store_when_key_vault_throttles_passes_its_retry_after_on(stack, caplog, tenant):
+def test_store_when_key_vault_throttles_passes_its_retry_after_on(stack, caplog, onboarded_tenant):
     stack.keyvault.fail_next(429, retry_after=30)
-    response = store(stack, stack.user_token(tenant, new_id()))
+    response = store(stack, stack.user_token(onboarded_tenant, new_id()))
     check(stack, caplog, response, 503, "upstream_unavailable")
     assert response.headers["Retry-After"] == "30"
     assert stack.entra.counts["obo"] == 0
 
 
-def test_store_when_key_vault_fails_is_upstream_unavailable(stack, caplog, tenant):
+def test_store_when_key_vault_fails_is_upstream_unavailable(stack, caplog, onboarded_tenant):
     stack.keyvault.fail_next(500, times=5)  # more than the client's bounded retries
-    response = store(stack, stack.user_token(tenant, new_id()))
+    response = store(stack, stack.user_token(onboarded_tenant, new_id()))
     check(stack, caplog, response, 503, "upstream_unavailable")
 
 
@@ -305,15 +300,15 @@ def storage_down(stack, entra_session):
 
 
 @pytest.mark.parametrize("route", ["store_token", "redeem_token"])
-def test_storage_down_is_upstream_unavailable(stack, caplog, tenant, storage_down, route):
-    response = stack.call(route, body={"scopes": SCOPES}, token=stack.user_token(tenant, new_id()))
+def test_storage_down_is_upstream_unavailable(stack, caplog, onboarded_tenant, storage_down, route):
+    response = stack.call(route, body={"scopes": SCOPES}, token=stack.user_token(onboarded_tenant, new_id()))
     check(stack, caplog, response, 503, "upstream_unavailable")
 
 
 # --- redeem --------------------------------------------------------------------------------
 
-def test_a_user_redeems_their_own_record(stack, caplog, tenant, alice):
-    response = redeem(stack, stack.user_token(tenant, alice))
+def test_a_user_redeems_their_own_record(stack, caplog, onboarded_tenant, alice):
+    response = redeem(stack, stack.user_token(onboarded_tenant, alice))
     grant = json.loads(response.get_body())
     body = check(stack, caplog, response, 200, own_token=grant.get("access_token"))
     assert set(body) == {"access_token", "token_type", "expires_in", "expires_on", "scope"}
@@ -321,19 +316,19 @@ def test_a_user_redeems_their_own_record(stack, caplog, tenant, alice):
 
 
 @pytest.mark.parametrize("roles", [REDEEM, REDEEM + ADMIN])
-def test_a_listed_app_with_the_redeem_role_redeems_for_a_user(stack, caplog, tenant, alice, roles):
+def test_a_listed_app_with_the_redeem_role_redeems_for_a_user(stack, caplog, onboarded_tenant, alice, roles):
     response = redeem(stack, stack.app_token(roles=roles),
-                      {"scopes": SCOPES, **record_params(tenant, alice)})
+                      {"scopes": SCOPES, **record_params(onboarded_tenant, alice)})
     grant = json.loads(response.get_body())
     check(stack, caplog, response, 200, own_token=grant.get("access_token"))
 
 
 @pytest.mark.parametrize("app_id, roles", [(STRANGER_APP, REDEEM), (CALLER_APP, ADMIN),
                                            (CALLER_APP, ())])
-def test_an_app_not_listed_or_without_the_role_may_not_redeem(stack, caplog, tenant, alice,
+def test_an_app_not_listed_or_without_the_role_may_not_redeem(stack, caplog, onboarded_tenant, alice,
                                                               app_id, roles):
     response = redeem(stack, stack.app_token(roles=roles, app_id=app_id),
-                      {"scopes": SCOPES, **record_params(tenant, alice)})
+                      {"scopes": SCOPES, **record_params(onboarded_tenant, alice)})
     check(stack, caplog, response, 403, "insufficient_permissions")
     assert stack.entra.counts["refresh"] == 0
 
@@ -353,97 +348,99 @@ def test_an_app_must_name_the_user_with_guids(stack, caplog, body, field):
     check(stack, caplog, response, 400, "bad_request", field=field)
 
 
-def test_a_user_naming_another_user_may_not_redeem(stack, caplog, tenant, alice):
-    response = redeem(stack, stack.user_token(tenant, new_id()),
-                      {"scopes": SCOPES, **record_params(tenant, alice)})
+def test_a_user_naming_another_user_may_not_redeem(stack, caplog, onboarded_tenant, alice):
+    response = redeem(stack, stack.user_token(onboarded_tenant, new_id()),
+                      {"scopes": SCOPES, **record_params(onboarded_tenant, alice)})
     check(stack, caplog, response, 403, "insufficient_permissions")
     assert stack.entra.counts["refresh"] == 0
 
 
-def test_a_user_naming_themself_redeems(stack, caplog, tenant, alice):
-    response = redeem(stack, stack.user_token(tenant, alice),
-                      {"scopes": SCOPES, **record_params(tenant, alice)})
+def test_a_user_naming_themself_redeems(stack, caplog, onboarded_tenant, alice):
+    response = redeem(stack, stack.user_token(onboarded_tenant, alice),
+                      {"scopes": SCOPES, **record_params(onboarded_tenant, alice)})
     check(stack, caplog, response, 200, own_token=json.loads(response.get_body())["access_token"])
 
 
 @pytest.mark.parametrize("as_app", [False, True])
-def test_redeem_with_nothing_stored_is_not_found(stack, caplog, tenant, as_app):
+def test_redeem_with_nothing_stored_is_not_found(stack, caplog, onboarded_tenant, as_app):
     user = new_id()
     if as_app:
-        response = redeem(stack, stack.app_token(), {"scopes": SCOPES, **record_params(tenant, user)})
+        response = redeem(stack, stack.app_token(),
+                          {"scopes": SCOPES, **record_params(onboarded_tenant, user)})
     else:
-        response = redeem(stack, stack.user_token(tenant, user))
+        response = redeem(stack, stack.user_token(onboarded_tenant, user))
     check(stack, caplog, response, 404, "not_found")
 
 
-def test_redeem_of_a_dead_refresh_token_is_reauth_required(stack, caplog, tenant, alice):
-    stack.entra.kill_user(tenant, alice, code=70008)
-    response = redeem(stack, stack.user_token(tenant, alice))
+def test_redeem_of_a_dead_refresh_token_is_reauth_required(stack, caplog, onboarded_tenant, alice):
+    stack.entra.kill_user(onboarded_tenant, alice, code=70008)
+    response = redeem(stack, stack.user_token(onboarded_tenant, alice))
     body = check(stack, caplog, response, 409, "reauth_required")
     assert "claims" not in body
     # Asked again, the record itself now says so, without the identity provider.
     calls = stack.entra.counts["refresh"]
-    check(stack, caplog, redeem(stack, stack.user_token(tenant, alice)), 409, "reauth_required")
+    check(stack, caplog, redeem(stack, stack.user_token(onboarded_tenant, alice)), 409, "reauth_required")
     assert stack.entra.counts["refresh"] == calls
 
 
-def test_redeem_with_a_claims_challenge_passes_the_claims_on(stack, caplog, tenant, alice):
-    stack.entra.fault("interaction_required", grant="refresh", user=(tenant, alice), claims=CLAIMS)
-    response = redeem(stack, stack.user_token(tenant, alice))
+def test_redeem_with_a_claims_challenge_passes_the_claims_on(stack, caplog, onboarded_tenant, alice):
+    stack.entra.fault("interaction_required", grant="refresh", user=(onboarded_tenant, alice), claims=CLAIMS)
+    response = redeem(stack, stack.user_token(onboarded_tenant, alice))
     body = check(stack, caplog, response, 409, "reauth_required")
     assert body["claims"] == CLAIMS
     challenge = response.headers["WWW-Authenticate"]
     assert challenge.startswith("Bearer ") and 'error="insufficient_claims"' in challenge
 
 
-def test_redeem_for_a_revoked_tenant_is_tenant_revoked(stack, caplog, tenant, alice):
-    _revoke(stack, tenant)
-    response = redeem(stack, stack.user_token(tenant, alice))
+def test_redeem_for_a_revoked_tenant_is_tenant_revoked(stack, caplog, onboarded_tenant, alice):
+    _revoke(stack, onboarded_tenant)
+    response = redeem(stack, stack.user_token(onboarded_tenant, alice))
     check(stack, caplog, response, 403, "tenant_revoked")
     assert stack.entra.counts["refresh"] == 0
 
 
-def test_redeem_when_the_identity_provider_throttles_says_when_to_retry(stack, caplog, tenant,
+def test_redeem_when_the_identity_provider_throttles_says_when_to_retry(stack, caplog, onboarded_tenant,
                                                                         alice):
     stack.entra.fault("throttled", grant="refresh", retry_after=11)
-    response = redeem(stack, stack.user_token(tenant, alice))
+    response = redeem(stack, stack.user_token(onboarded_tenant, alice))
     check(stack, caplog, response, 503, "upstream_unavailable")
     assert response.headers["Retry-After"] == "11"
 
 
-def test_redeem_when_key_vault_throttles_says_when_to_retry(stack, caplog, tenant, alice):
+def test_redeem_when_key_vault_throttles_says_when_to_retry(stack, caplog, onboarded_tenant, alice):
     stack.expire_key_cache()
     stack.keyvault.fail_next(429, retry_after=20)
-    response = redeem(stack, stack.user_token(tenant, alice))
+    response = redeem(stack, stack.user_token(onboarded_tenant, alice))
     check(stack, caplog, response, 503, "upstream_unavailable")
     assert response.headers["Retry-After"] == "20"
 
 
 # --- describe ------------------------------------------------------------------------------
 
-def test_a_user_describes_their_own_record(stack, caplog, tenant, alice):
-    body = check(stack, caplog, describe(stack, stack.user_token(tenant, alice), tenant, alice), 200)
-    assert (body["tenant_id"], body["user_id"], body["status"]) == (tenant, alice, "active")
+def test_a_user_describes_their_own_record(stack, caplog, onboarded_tenant, alice):
+    token = stack.user_token(onboarded_tenant, alice)
+    body = check(stack, caplog, describe(stack, token, onboarded_tenant, alice), 200)
+    assert (body["tenant_id"], body["user_id"], body["status"]) == (onboarded_tenant, alice, "active")
     assert "ciphertext" not in json.dumps(body).lower()
 
 
 @pytest.mark.parametrize("roles", [REDEEM, ADMIN])
-def test_a_listed_app_with_either_role_describes_a_record(stack, caplog, tenant, alice, roles):
-    response = describe(stack, stack.app_token(roles=roles), tenant, alice)
+def test_a_listed_app_with_either_role_describes_a_record(stack, caplog, onboarded_tenant, alice, roles):
+    response = describe(stack, stack.app_token(roles=roles), onboarded_tenant, alice)
     assert check(stack, caplog, response, 200)["user_id"] == alice
 
 
 @pytest.mark.parametrize("who", ["another user", "unlisted app", "app without a role"])
-def test_others_may_not_describe_a_record(stack, caplog, tenant, alice, who):
-    token = {"another user": lambda: stack.user_token(tenant, new_id()),
+def test_others_may_not_describe_a_record(stack, caplog, onboarded_tenant, alice, who):
+    token = {"another user": lambda: stack.user_token(onboarded_tenant, new_id()),
              "unlisted app": lambda: stack.app_token(roles=ADMIN, app_id=STRANGER_APP),
              "app without a role": lambda: stack.app_token(roles=())}[who]()
-    check(stack, caplog, describe(stack, token, tenant, alice), 403, "insufficient_permissions")
+    check(stack, caplog, describe(stack, token, onboarded_tenant, alice), 403, "insufficient_permissions")
 
 
-def test_describe_with_nothing_stored_is_not_found(stack, caplog, tenant):
+def test_describe_with_nothing_stored_is_not_found(stack, caplog, onboarded_tenant):
     user = new_id()
-    check(stack, caplog, describe(stack, stack.user_token(tenant, user), tenant, user),
+    check(stack, caplog, describe(stack, stack.user_token(onboarded_tenant, user), onboarded_tenant, user),
           404, "not_found")
 
 
@@ -462,29 +459,29 @@ def test_non_guid_route_ids_are_bad_request(stack, caplog, route, tenant_id, use
 
 # --- forget --------------------------------------------------------------------------------
 
-def test_a_user_forgets_their_own_record(stack, caplog, tenant, alice):
-    check(stack, caplog, forget(stack, stack.user_token(tenant, alice), tenant, alice), 204)
-    check(stack, caplog, describe(stack, stack.user_token(tenant, alice), tenant, alice),
-          404, "not_found")
+def test_a_user_forgets_their_own_record(stack, caplog, onboarded_tenant, alice):
+    token = stack.user_token(onboarded_tenant, alice)
+    check(stack, caplog, forget(stack, token, onboarded_tenant, alice), 204)
+    check(stack, caplog, describe(stack, token, onboarded_tenant, alice), 404, "not_found")
 
 
-def test_a_listed_admin_app_forgets_a_record(stack, caplog, tenant, alice):
-    check(stack, caplog, forget(stack, stack.app_token(roles=ADMIN), tenant, alice), 204)
-    assert not stack.records.tenant_has_records(tenant)
+def test_a_listed_admin_app_forgets_a_record(stack, caplog, onboarded_tenant, alice):
+    check(stack, caplog, forget(stack, stack.app_token(roles=ADMIN), onboarded_tenant, alice), 204)
+    assert not stack.records.tenant_has_records(onboarded_tenant)
 
 
 @pytest.mark.parametrize("who", ["redeem-only app", "unlisted admin app", "another user"])
-def test_others_may_not_forget_a_record(stack, caplog, tenant, alice, who):
+def test_others_may_not_forget_a_record(stack, caplog, onboarded_tenant, alice, who):
     token = {"redeem-only app": lambda: stack.app_token(roles=REDEEM),
              "unlisted admin app": lambda: stack.app_token(roles=ADMIN, app_id=STRANGER_APP),
-             "another user": lambda: stack.user_token(tenant, new_id())}[who]()
-    check(stack, caplog, forget(stack, token, tenant, alice), 403, "insufficient_permissions")
-    assert stack.records.tenant_has_records(tenant)
+             "another user": lambda: stack.user_token(onboarded_tenant, new_id())}[who]()
+    check(stack, caplog, forget(stack, token, onboarded_tenant, alice), 403, "insufficient_permissions")
+    assert stack.records.tenant_has_records(onboarded_tenant)
 
 
-def test_forget_with_nothing_stored_is_not_found(stack, caplog, tenant):
+def test_forget_with_nothing_stored_is_not_found(stack, caplog, onboarded_tenant):
     user = new_id()
-    check(stack, caplog, forget(stack, stack.user_token(tenant, user), tenant, user),
+    check(stack, caplog, forget(stack, stack.user_token(onboarded_tenant, user), onboarded_tenant, user),
           404, "not_found")
 
 

@@ -15,8 +15,6 @@ from tokenvault.adapters.local_keyring import LocalKeyring
 from tokenvault.errors import KeyDeleted, KeyExists, TenantNotOnboarded, TenantRevoked
 from tokenvault.ports import Keys
 
-pytestmark = pytest.mark.integration
-
 
 @dataclass
 class Store:

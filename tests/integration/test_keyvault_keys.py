@@ -34,7 +34,6 @@ from tokenvault.errors import (
     UpstreamUnavailable,
 )
 
-pytestmark = pytest.mark.integration
 TTL = 300
 
 

@@ -15,8 +15,6 @@ from tests.support.storage_fixtures import closed_port_connection_string
 from tokenvault.adapters.storage_queue import StorageQueue, _translate
 from tokenvault.errors import InternalError, UpstreamUnavailable
 
-pytestmark = pytest.mark.integration
-
 MESSAGE = {"v": 1, "tenant_id": "0b7e5c4a-1d2f-4a3b-9c8d-7e6f5a4b3c2d",
            "users": ["1f2e3d4c-5b6a-4978-8a9b-0c1d2e3f4a5b"], "note": "é"}
 
@@ -57,8 +55,17 @@ def test_poisoned_counts_the_poison_queue_and_is_zero_without_one(azurite, stora
     poison.close()
 
 
-def test_ensure_queue_can_repeat(storage_queue):
-    storage_queue.ensure_queue()
+def test_ensure_queue_creates_the_queue_and_a_repeat_keeps_what_it_holds(azurite, queue_name, raw):
+    queue = StorageQueue.from_connection_string(azurite.connection_string, queue_name)
+    try:
+        queue.ensure_queue()
+        queue.send(MESSAGE)
+        queue.ensure_queue()  # every local start of the app ensures it: no failure, nothing lost
+
+        [received] = raw.receive_messages()
+        assert json.loads(base64.b64decode(received.content)) == MESSAGE
+    finally:
+        queue.close()
 
 
 def test_unreachable_storage_is_upstream_unavailable_within_seconds(azurite, queue_name):

@@ -15,61 +15,56 @@ def body(response) -> dict:
     return json.loads(response.get_body())
 
 
-@pytest.fixture
-def tenant(stack) -> str:
-    return stack.onboard()
-
-
-def test_store_redeem_rotate_forget_then_nothing_is_found(stack, tenant):
+def test_store_redeem_rotate_forget_then_nothing_is_found(stack, onboarded_tenant):
     user = new_id()
-    stored = stack.store(tenant, user)
+    stored = stack.store(onboarded_tenant, user)
     assert stored.status_code == 201, stored.get_body()
     assert body(stored)["status"] == "active"
-    first = stack.stored_refresh_token(tenant, user)
+    first = stack.stored_refresh_token(onboarded_tenant, user)
     assert stack.entra.refresh_token_valid(first)
 
-    redeemed = stack.redeem(tenant, user)
+    redeemed = stack.redeem(onboarded_tenant, user)
     assert redeemed.status_code == 200
     grant = body(redeemed)
     assert grant["token_type"] == "Bearer" and grant["expires_in"] > 0
-    second = stack.stored_refresh_token(tenant, user)
+    second = stack.stored_refresh_token(onboarded_tenant, user)
     assert second != first  # the rotated refresh token was written back
 
     # Other scopes: not in the in-memory access-token cache, so the IdP is asked again.
-    again = stack.redeem(tenant, user, scopes=["api://downstream/.default"])
+    again = stack.redeem(onboarded_tenant, user, scopes=["api://downstream/.default"])
     assert again.status_code == 200
-    assert stack.stored_refresh_token(tenant, user) not in (first, second)
+    assert stack.stored_refresh_token(onboarded_tenant, user) not in (first, second)
 
-    owner = stack.user_token(tenant, user)
+    owner = stack.user_token(onboarded_tenant, user)
     forgotten = stack.call("forget_token", method="DELETE", token=owner,
-                           route_params={"tenant_id": tenant, "user_id": user})
+                           route_params={"tenant_id": onboarded_tenant, "user_id": user})
     assert forgotten.status_code == 204
-    gone = stack.redeem(tenant, user)
+    gone = stack.redeem(onboarded_tenant, user)
     assert gone.status_code == 404 and body(gone)["code"] == "not_found"
 
 
-def test_the_access_token_is_never_at_rest(stack, tenant):
+def test_the_access_token_is_never_at_rest(stack, onboarded_tenant):
     user = new_id()
-    stack.store(tenant, user)
-    access_token = body(stack.redeem(tenant, user))["access_token"]
-    entity = dict(stack.records._table.get_entity(tenant, user))  # noqa: SLF001 - the raw row
+    stack.store(onboarded_tenant, user)
+    access_token = body(stack.redeem(onboarded_tenant, user))["access_token"]
+    entity = dict(stack.records._table.get_entity(onboarded_tenant, user))  # noqa: SLF001 - the raw row
     raw = repr(entity).encode() + b"".join(v for v in entity.values() if isinstance(v, bytes))
     assert access_token.encode() not in raw
-    assert stack.stored_refresh_token(tenant, user).encode() not in raw
+    assert stack.stored_refresh_token(onboarded_tenant, user).encode() not in raw
 
 
-def test_a_key_rotation_between_store_and_redeem_moves_the_record_to_the_new_version(stack, tenant):
+def test_a_key_rotation_between_store_and_redeem_moves_the_record_to_the_new_version(stack, onboarded_tenant):
     user = new_id()
-    stack.store(tenant, user)
-    old = stack.records.get(RecordKey(tenant, user)).key_version
-    new = stack.admin.rotate(tenant).version
+    stack.store(onboarded_tenant, user)
+    old = stack.records.get(RecordKey(onboarded_tenant, user)).key_version
+    new = stack.admin.rotate(onboarded_tenant).version
     stack.expire_key_cache()
 
-    assert stack.redeem(tenant, user).status_code == 200
+    assert stack.redeem(onboarded_tenant, user).status_code == 200
 
-    record = stack.records.get(RecordKey(tenant, user))
+    record = stack.records.get(RecordKey(onboarded_tenant, user))
     assert record.key_version == new != old
-    assert stack.entra.refresh_token_valid(stack.stored_refresh_token(tenant, user))
+    assert stack.entra.refresh_token_valid(stack.stored_refresh_token(onboarded_tenant, user))
 
 
 def test_store_for_a_tenant_without_a_key_asks_nobody_and_says_not_onboarded(stack):
@@ -78,12 +73,12 @@ def test_store_for_a_tenant_without_a_key_asks_nobody_and_says_not_onboarded(sta
     assert stack.entra.counts["obo"] == 0
 
 
-def test_no_refresh_token_from_the_identity_provider_stores_nothing(stack, tenant):
+def test_no_refresh_token_from_the_identity_provider_stores_nothing(stack, onboarded_tenant):
     user = new_id()
     stack.entra.fault("no_refresh_token", grant="obo")
-    response = stack.store(tenant, user)
+    response = stack.store(onboarded_tenant, user)
     assert response.status_code == 422 and body(response)["code"] == "offline_access_missing"
-    assert not stack.records.tenant_has_records(tenant)
+    assert not stack.records.tenant_has_records(onboarded_tenant)
 
 
 @pytest.mark.parametrize("kind, options, status, code", [
@@ -95,13 +90,13 @@ def test_no_refresh_token_from_the_identity_provider_stores_nothing(stack, tenan
     ("throttled", {"retry_after": 9}, 503, "upstream_unavailable"),
     ("server_error", {}, 503, "upstream_unavailable"),
 ])
-def test_each_identity_provider_fault_on_redeem_maps_to_its_code(stack, tenant, kind, options,
+def test_each_identity_provider_fault_on_redeem_maps_to_its_code(stack, onboarded_tenant, kind, options,
                                                                   status, code):
     user = new_id()
-    stack.store(tenant, user)
-    stack.entra.fault(kind, grant="refresh", user=(tenant, user), **options)
+    stack.store(onboarded_tenant, user)
+    stack.entra.fault(kind, grant="refresh", user=(onboarded_tenant, user), **options)
 
-    response = stack.redeem(tenant, user)
+    response = stack.redeem(onboarded_tenant, user)
 
     assert response.status_code == status and body(response)["code"] == code
     if code == "upstream_unavailable":
@@ -113,48 +108,48 @@ def test_each_identity_provider_fault_on_redeem_maps_to_its_code(stack, tenant, 
 
 @pytest.mark.parametrize("kind", ["throttled", "server_error"])
 def test_after_a_transient_fault_the_record_is_byte_for_byte_unchanged_and_redeemable(
-        stack, tenant, kind):
+        stack, onboarded_tenant, kind):
     user = new_id()
-    stack.store(tenant, user)
-    before = stack.records.get(RecordKey(tenant, user))
-    stack.entra.fault(kind, grant="refresh", user=(tenant, user), retry_after=1)
+    stack.store(onboarded_tenant, user)
+    before = stack.records.get(RecordKey(onboarded_tenant, user))
+    stack.entra.fault(kind, grant="refresh", user=(onboarded_tenant, user), retry_after=1)
 
-    assert stack.redeem(tenant, user).status_code == 503
+    assert stack.redeem(onboarded_tenant, user).status_code == 503
 
-    after = stack.records.get(RecordKey(tenant, user))
+    after = stack.records.get(RecordKey(onboarded_tenant, user))
     assert after.ciphertext == before.ciphertext and after.etag == before.etag
     # msal remembers a throttled request for its Retry-After; other scopes are another request.
-    assert stack.redeem(tenant, user, scopes=["api://other/.default"]).status_code == 200
+    assert stack.redeem(onboarded_tenant, user, scopes=["api://other/.default"]).status_code == 200
 
 
-def test_a_dead_refresh_token_marks_the_record_and_drops_its_ciphertext(stack, tenant):
+def test_a_dead_refresh_token_marks_the_record_and_drops_its_ciphertext(stack, onboarded_tenant):
     user = new_id()
-    stack.store(tenant, user)
-    stack.entra.kill_user(tenant, user, code=70008)
+    stack.store(onboarded_tenant, user)
+    stack.entra.kill_user(onboarded_tenant, user, code=70008)
 
-    assert body(stack.redeem(tenant, user))["code"] == "reauth_required"
+    assert body(stack.redeem(onboarded_tenant, user))["code"] == "reauth_required"
 
-    record = stack.records.get(RecordKey(tenant, user))
+    record = stack.records.get(RecordKey(onboarded_tenant, user))
     assert record.status is Status.REAUTH_REQUIRED and record.ciphertext == b""
-    described = stack.call("describe_token", method="GET", token=stack.user_token(tenant, user),
-                           route_params={"tenant_id": tenant, "user_id": user})
+    described = stack.call("describe_token", method="GET", token=stack.user_token(onboarded_tenant, user),
+                           route_params={"tenant_id": onboarded_tenant, "user_id": user})
     assert body(described)["status"] == "reauth_required"
 
 
-def test_an_app_redeems_for_a_user_who_is_gone(stack, tenant):
+def test_an_app_redeems_for_a_user_who_is_gone(stack, onboarded_tenant):
     user = new_id()
-    stack.store(tenant, user)
+    stack.store(onboarded_tenant, user)
     response = stack.call("redeem_token", token=stack.app_token(),
-                          body={"scopes": SCOPES, "tenant_id": tenant, "user_id": user})
+                          body={"scopes": SCOPES, "tenant_id": onboarded_tenant, "user_id": user})
     assert response.status_code == 200 and body(response)["access_token"]
 
 
-def test_fifty_concurrent_redeems_for_one_user_share_few_identity_provider_calls(stack, tenant):
+def test_fifty_concurrent_redeems_for_one_user_share_few_identity_provider_calls(stack, onboarded_tenant):
     user = new_id()
-    stack.store(tenant, user)
+    stack.store(onboarded_tenant, user)
     stack.entra.latency = 0.05
     before = stack.entra.counts["refresh"]
-    token = stack.user_token(tenant, user)
+    token = stack.user_token(onboarded_tenant, user)
     answers = []
 
     def redeem():
@@ -170,4 +165,4 @@ def test_fifty_concurrent_redeems_for_one_user_share_few_identity_provider_calls
     print(f"50 concurrent redeems for one user: {calls} refresh calls at the identity provider")
     assert [a.status_code for a in answers] == [200] * 50
     assert calls <= 10
-    assert stack.entra.refresh_token_valid(stack.stored_refresh_token(tenant, user))
+    assert stack.entra.refresh_token_valid(stack.stored_refresh_token(onboarded_tenant, user))

@@ -29,9 +29,6 @@ from tokenvault.envelope import Binding, seal, unseal
 from tokenvault.errors import NotFound, RecordConflict
 from tokenvault.model import RecordSummary, Status, TokenRecord
 
-pytestmark = pytest.mark.integration
-
-
 # --- the record and its entity ------------------------------------------------------------
 
 @pytest.mark.parametrize("changes", [

@@ -22,9 +22,6 @@ from tokenvault.adapters.table_records import TableRecords, _translate
 from tokenvault.errors import BadRequest, InternalError, NotFound, RecordConflict, UpstreamUnavailable
 from tokenvault.model import RecordKey
 
-pytestmark = pytest.mark.integration
-
-
 # --- ids ------------------------------------------------------------------------------------
 
 HOSTILE = ["' or ''='", "a'b", "tenant/../x", "a#b", "a?b", "a\\b", "a\x00b", "a\nb", "",

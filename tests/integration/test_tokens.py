@@ -24,8 +24,6 @@ from tokenvault.clouds import PUBLIC_CLOUD
 from tokenvault.errors import InvalidToken, UpstreamUnavailable
 from tokenvault.model import CallerKind
 
-pytestmark = pytest.mark.integration
-
 CALLER_APP = "9d2c8a51-7e3f-4b6a-8c1d-2e3f4a5b6c7d"
 
 
@@ -153,12 +151,16 @@ def test_hostile_tokens_are_refused_without_detail(name, make_validator, entra, 
         assert entra.counts["jwks"] == 0
 
 
+@pytest.mark.parametrize("issued", [-3600 - 200, 200], ids=["expired 200 s ago", "valid in 200 s"])
 def test_leeway_lets_a_token_just_past_exp_or_before_nbf_through(make_validator, entra, tenant,
-                                                                 oid, clock):
-    validator = make_validator()
+                                                                 oid, clock, issued):
+    header = "Bearer " + entra.user_token(tenant, oid, now=clock.now + issued)  # lifetime 3600 s
 
-    validator("Bearer " + entra.user_token(tenant, oid, now=clock.now - 3600 - 200))
-    validator("Bearer " + entra.user_token(tenant, oid, now=clock.now + 200))
+    caller = make_validator()(header)  # the default leeway, five minutes
+
+    assert (caller.tenant_id, caller.object_id) == (tenant, oid)
+    with pytest.raises(InvalidToken):  # the same token is out of date without the leeway
+        make_validator(leeway=0)(header)
 
 
 def test_a_tenant_outside_the_allowed_list_is_refused_before_any_fetch(make_validator, entra,

@@ -133,5 +133,12 @@ def stack(azurite, entra, keyvault, keyvault_credential, keyvault_options, entra
         admin.close()
 
 
+@pytest.fixture
+def onboarded_tenant(stack) -> str:
+    """A fresh tenant with a key in Key Vault, so the stack serves it (``tenant``, from the
+    Entra fixtures, is only a fresh id)."""
+    return stack.onboard()
+
+
 def days_ago(clock: FixedClock, days: float) -> datetime:
     return clock.now() - timedelta(days=days)
