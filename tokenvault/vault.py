@@ -110,6 +110,8 @@ class Vault:
         """A fresh access token for the stored user. Concurrent calls in one process for the
         same user and scopes share one identity-provider call."""
         self._require_allowed(key.tenant_id)
+        if any(names_app(scope, self._client_id) for scope in scopes):
+            raise ScopeNotStored()  # never a stored grant: refused before the record is read
         flight = (key.tenant_id, key.user_id, frozenset(s.lower() for s in scopes))
         return self._flights.do(flight, lambda: self._redeem(key, tuple(scopes)))
 
@@ -315,8 +317,7 @@ class Vault:
             raise TenantNotOnboarded("The vault keeps no records of this tenant.")
 
     def _require_stored_scopes(self, record: TokenRecord, scopes: Sequence[str]) -> None:
-        if any(names_app(scope, self._client_id) for scope in scopes) \
-                or beyond(scopes, record.scopes):
+        if beyond(scopes, record.scopes):
             raise ScopeNotStored()
 
     # --- keys and records ----------------------------------------------------------------

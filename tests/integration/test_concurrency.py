@@ -21,7 +21,6 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
-from tests.integration.test_hostile_tokens import recompose  # noqa: F401 - a fixture
 from tests.support.stack_fixtures import new_id
 from tokenvault.adapters.memory_queue import MemoryQueue
 from tokenvault.cli.sweep import run_in_process
@@ -32,6 +31,15 @@ from tokenvault.sweep import Planner, Worker
 USERS = 20
 ONE_USER_REDEEMS = 50
 SPREAD_REDEEMS = 200
+
+
+#: What each user stored; every redeem asks for a different subset of it.
+GRANTED = [f"https://graph.microsoft.com/Scope{n}.Read" for n in range(20)]
+
+
+def subset(index: int) -> list[str]:
+    """The ``index``-th non-empty subset of GRANTED: distinct for every index below 2**20 - 1."""
+    return [scope for bit, scope in enumerate(GRANTED) if (index + 1) >> bit & 1]
 
 
 class Writes:
@@ -65,7 +73,7 @@ def test_redeems_and_a_sweep_racing_for_the_same_rows_lose_nothing(stack, recomp
     tenant = stack.onboard()
     users = [new_id() for _ in range(USERS)]
     for user in users:
-        assert stack.store(tenant, user).status_code == 201
+        assert stack.store(tenant, user, scopes=GRANTED).status_code == 201
     etags_before = {user: stack.records.get(RecordKey(tenant, user)).etag for user in users}
     tokens = {user: stack.user_token(tenant, user) for user in users}
     # The sweep has everything to do: a newer key to rewrap under, and every record is due.
@@ -80,9 +88,10 @@ def test_redeems_and_a_sweep_racing_for_the_same_rows_lose_nothing(stack, recomp
     lock = threading.Lock()
 
     def redeem(index: int, user: str) -> None:
-        # Scopes of its own: no access-token cache hit, no shared flight, a write each.
+        # A subset of the grant of its own: no access-token cache hit, no shared flight, a
+        # write each.
         response = stack.call("redeem_token", token=tokens[user],
-                              body={"scopes": [f"api://resource-{index}/.default"]})
+                              body={"scopes": subset(index)})
         with lock:
             answers.append(response.status_code)
 

@@ -102,6 +102,11 @@ def _dead(code: int) -> tuple:
     return dict(kind="invalid_grant", code=code), ReauthRequired, "invalid_grant", None
 
 
+def _kept(code: int, reason: str = "grant_refused") -> tuple:
+    """invalid_grant that does not say the refresh token is dead: it is kept."""
+    return dict(kind="invalid_grant", code=code), ReauthRequired, reason, None
+
+
 REFRESH_OUTCOMES = {
     "expired (70008)": _dead(70008),
     "revoked (50173)": _dead(50173),
@@ -109,7 +114,10 @@ REFRESH_OUTCOMES = {
     "inactive (70043)": _dead(70043),
     "session expired (50132)": _dead(50132),
     "session stale (50133)": _dead(50133),
-    "user disabled (50057)": _dead(50057),
+    "user disabled (50057), kept": _kept(50057),
+    "scopes refused (70000), kept": (dict(kind="scope_refused"), ReauthRequired, "scope_refused",
+                                     None),
+    "a code we do not know, kept": _kept(999999),
     "MFA (50076) with claims": (dict(kind="interaction_required"), ReauthRequired,
                                 "interaction_required", DEFAULT_CLAIMS_CHALLENGE),
     "CA policy (53003), own claims": (dict(kind="interaction_required", code=53003, claims=CUSTOM_CLAIMS),
@@ -141,7 +149,7 @@ OBO_OUTCOMES = {
                                 ReauthRequired, "interaction_required", CUSTOM_CLAIMS),
     "consent (65001)": (dict(kind="consent_required"), ReauthRequired, "consent_required", None),
     "password reset (50173)": (dict(kind="invalid_grant", code=50173), ReauthRequired,
-                               "invalid_grant", None),
+                               "grant_refused", None),
     "throttled 429": (dict(kind="throttled", retry_after=30), UpstreamUnavailable, None, 30),
     "server error 503": (dict(kind="server_error", retry_after=2), UpstreamUnavailable, None, 2),
 }
@@ -188,6 +196,8 @@ def _assert_mapped(error, raised, reason, carried) -> None:
     assert DESCRIPTION_MARKER not in repr(error)
     if raised is ReauthRequired:
         assert (error.reason, error.claims) == (reason, carried)
+        # Only a dead refresh token may be erased; an OBO has none stored yet.
+        assert error.grant_dead == (reason == "invalid_grant")
     if raised is UpstreamUnavailable:
         assert (error.upstream, error.retry_after) == ("identity_provider", carried)
 

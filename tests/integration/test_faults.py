@@ -24,15 +24,14 @@ import warnings
 import pytest
 from requests.adapters import HTTPAdapter
 
-from tests.integration.test_hostile_tokens import recompose  # noqa: F401 - a fixture
-from tests.support.stack_fixtures import SCOPES, new_id
+from tests.support.stack_fixtures import MORE_SCOPES, SCOPES, new_id
 from tokenvault.dev.azurite import Azurite
 from tokenvault.envelope import Binding, unseal
 from tokenvault.model import RecordKey
 from tokenvault.sensitive import Sensitive
 from tokenvault.settings import StorageConnection
 
-OTHER_SCOPES = ["api://downstream/.default"]
+OTHER_SCOPES = MORE_SCOPES[:1]
 
 
 def body(response) -> dict:
@@ -309,7 +308,7 @@ def test_storage_down_between_the_idp_answer_and_the_write_then_back(stack, reco
     # The write never landed: the record holds the token from before, which Entra still takes.
     assert stored_refresh_token(app, tenant, user) == first
     assert stack.entra.refresh_token_valid(first)
-    assert stack.redeem(tenant, user, scopes=["api://after/.default"]).status_code == 200
+    assert stack.redeem(tenant, user, scopes=MORE_SCOPES[1:2]).status_code == 200
     rotated = stored_refresh_token(app, tenant, user)
     assert rotated != first and stack.entra.refresh_token_valid(rotated)
     assert stack.store(tenant, other).status_code == 201

@@ -10,8 +10,7 @@ import json
 import azure.functions as func
 import pytest
 
-from tests.integration.test_hostile_tokens import StorageRequests, recompose  # noqa: F401
-from tests.support.stack_fixtures import FUNCTIONS, SCOPES, new_id
+from tests.support.stack_fixtures import FUNCTIONS, SCOPES, StorageRequests, new_id
 from tokenvault.errors import BadRequest
 from tokenvault.http import MAX_BODY
 from tokenvault.model import RecordKey
@@ -47,7 +46,7 @@ class Scene:
 
 
 @pytest.fixture
-def scene(stack, recompose) -> Scene:  # noqa: F811 - the fixture imported above
+def scene(stack, recompose) -> Scene:
     storage = StorageRequests()
     recompose(storage_options={"raw_request_hook": storage})
     return Scene(stack, storage)

@@ -12,56 +12,24 @@ import hmac
 import json
 import select
 import socket
-import threading
 import time
 
 import pytest
 
 from tests.support.entra import SigningKey
-from tests.support.stack_fixtures import CALLER_APP, SCOPES, STRANGER_APP, new_id
-from tokenvault import bootstrap
+from tests.support.stack_fixtures import (
+    CALLER_APP,
+    CALLER_TENANT,
+    SCOPES,
+    STRANGER_APP,
+    StorageRequests,
+    new_id,
+)
 from tokenvault.model import RecordKey
 
 
 def body(response) -> dict:
     return json.loads(response.get_body())
-
-
-class StorageRequests:
-    """A request hook for the storage clients (``raw_request_hook``): every request attempt
-    the table or queue client sends, as (method, path)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.seen: list[tuple[str, str]] = []
-
-    def __call__(self, request) -> None:
-        with self._lock:
-            self.seen.append((request.http_request.method, request.http_request.url.split("?")[0]))
-
-    def clear(self) -> None:
-        with self._lock:
-            self.seen.clear()
-
-
-@pytest.fixture
-def recompose(stack, keyvault_credential, keyvault_options, entra_session):
-    """Compose and install the app again as the stack fixture does, with other settings or
-    storage client options; the stack fixture uninstalls it at the end."""
-    built = []
-
-    def build(settings=None, **options):
-        app = bootstrap.compose(settings or stack.settings, credential=keyvault_credential,
-                                session=entra_session, clock=stack.clock,
-                                key_vault_options={**keyvault_options, "monotonic": stack.monotonic},
-                                **options)
-        built.append(app)
-        bootstrap.install(app)
-        return app
-
-    yield build
-    for app in built:
-        app.close()
 
 
 class Scene:
@@ -222,7 +190,7 @@ MISDIRECTED = {
         lambda s: s.stack.app_token(roles=("TokenVault.Admin",), app_id=STRANGER_APP), "forget",
         lambda s: {}),
     "listed app without a role redeems": (
-        lambda s: s.entra.app_token(new_id(), CALLER_APP), "redeem for a named user",
+        lambda s: s.entra.app_token(CALLER_TENANT, CALLER_APP), "redeem for a named user",
         lambda s: {}),
     "listed app with Redeem forgets": (lambda s: s.stack.app_token(), "forget", lambda s: {}),
     "listed app with Admin only redeems": (
@@ -266,7 +234,7 @@ def test_forged_tokens_with_unknown_kids_cost_at_most_one_jwks_refetch(scene):
         forged = scene.good(key=scene.attacker, headers={"kid": _b64(new_id().encode())})
         assert scene.call("redeem", forged).status_code == 401
 
-    assert scene.entra.jwks_fetches[scene.tenant] <= 2  # the store's fetch and one refetch
+    assert scene.entra.jwks_fetches["common"] <= 2  # the store's fetch and one refetch
     scene.assert_nothing_was_asked()
 
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.support.stack_fixtures import new_id
+from tests.support.stack_fixtures import MORE_SCOPES, new_id
 from tokenvault.cli import ENTRA_NOTE, Context, main
 from tokenvault.model import RecordKey
 
@@ -87,7 +87,7 @@ def test_revoke_is_noticed_within_the_ttl_and_recover_restores_access(cli, stack
     assert attestation["reversible"] and attestation["entra"] == ENTRA_NOTE
 
     stack.expire_key_cache()
-    revoked = stack.redeem(tenant, user, scopes=["api://a/.default"])
+    revoked = stack.redeem(tenant, user, scopes=MORE_SCOPES[:1])
     assert revoked.status_code == 403
     assert json.loads(revoked.get_body())["code"] == "tenant_revoked"
     assert stack.records.get(RecordKey(tenant, user)).ciphertext  # nothing destroyed
@@ -95,7 +95,7 @@ def test_revoke_is_noticed_within_the_ttl_and_recover_restores_access(cli, stack
     recovered = cli.json("keys", "recover", "--tenant", tenant)
     assert recovered["recovered"]
     stack.expire_key_cache()
-    assert stack.redeem(tenant, user, scopes=["api://b/.default"]).status_code == 200
+    assert stack.redeem(tenant, user, scopes=MORE_SCOPES[1:2]).status_code == 200
     assert other and stack.records.tenant_has_records(tenant)
 
 

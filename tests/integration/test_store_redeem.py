@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tests.support.stack_fixtures import SCOPES, new_id
+from tests.support.stack_fixtures import MORE_SCOPES, SCOPES, new_id
 from tokenvault.model import RecordKey, Status
 
 
@@ -31,7 +31,7 @@ def test_store_redeem_rotate_forget_then_nothing_is_found(stack, onboarded_tenan
     assert second != first  # the rotated refresh token was written back
 
     # Other scopes: not in the in-memory access-token cache, so the IdP is asked again.
-    again = stack.redeem(onboarded_tenant, user, scopes=["api://downstream/.default"])
+    again = stack.redeem(onboarded_tenant, user, scopes=MORE_SCOPES[:1])
     assert again.status_code == 200
     assert stack.stored_refresh_token(onboarded_tenant, user) not in (first, second)
 
@@ -119,7 +119,7 @@ def test_after_a_transient_fault_the_record_is_byte_for_byte_unchanged_and_redee
     after = stack.records.get(RecordKey(onboarded_tenant, user))
     assert after.ciphertext == before.ciphertext and after.etag == before.etag
     # msal remembers a throttled request for its Retry-After; other scopes are another request.
-    assert stack.redeem(onboarded_tenant, user, scopes=["api://other/.default"]).status_code == 200
+    assert stack.redeem(onboarded_tenant, user, scopes=MORE_SCOPES[1:2]).status_code == 200
 
 
 def test_a_dead_refresh_token_marks_the_record_and_drops_its_ciphertext(stack, onboarded_tenant):

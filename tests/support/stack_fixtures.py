@@ -10,6 +10,7 @@ in Azure, given only what differs locally (the Key Vault credential and the CA t
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -33,6 +34,11 @@ CALLER_TENANT = "c0ffee00-0000-4000-8000-00000000cafe"
 CALLERS = f"{CALLER_APP}@{CALLER_TENANT}"
 STRANGER_APP = "c0ffee00-0000-4000-8000-0000000000c2"
 SCOPES = ["https://graph.microsoft.com/User.Read"]
+#: What ``Stack.store`` grants by default: SCOPES and more of the same resource, so a test can
+#: redeem "other scopes" (another request to msal, no cached access token) within the grant.
+MORE_SCOPES = ["https://graph.microsoft.com/Mail.Read", "https://graph.microsoft.com/Files.Read",
+               "https://graph.microsoft.com/Calendars.Read", "https://graph.microsoft.com/Tasks.Read"]
+GRANT = SCOPES + MORE_SCOPES
 FUNCTIONS = {f.get_function_name(): f for f in index_functions(function_app.app)}
 
 
@@ -83,7 +89,7 @@ class Stack:
                                    route_params=route_params or {})
         return FUNCTIONS[function].get_user_function()(request)
 
-    def store(self, tenant_id: str, user_id: str, scopes=SCOPES) -> func.HttpResponse:
+    def store(self, tenant_id: str, user_id: str, scopes=GRANT) -> func.HttpResponse:
         return self.call("store_token", body={"scopes": list(scopes)},
                          token=self.user_token(tenant_id, user_id))
 
@@ -142,3 +148,40 @@ def onboarded_tenant(stack) -> str:
 
 def days_ago(clock: FixedClock, days: float) -> datetime:
     return clock.now() - timedelta(days=days)
+
+
+class StorageRequests:
+    """A request hook for the storage clients (``raw_request_hook``): every request attempt
+    the table or queue client sends, as (method, path)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.seen: list[tuple[str, str]] = []
+
+    def __call__(self, request) -> None:
+        with self._lock:
+            self.seen.append((request.http_request.method, request.http_request.url.split("?")[0]))
+
+    def clear(self) -> None:
+        with self._lock:
+            self.seen.clear()
+
+
+@pytest.fixture
+def recompose(stack, keyvault_credential, keyvault_options, entra_session):
+    """Compose and install the app again as the stack fixture does, with other settings or
+    storage client options; the stack fixture uninstalls it at the end."""
+    built = []
+
+    def build(settings=None, **options):
+        app = bootstrap.compose(settings or stack.settings, credential=keyvault_credential,
+                                session=entra_session, clock=stack.clock,
+                                key_vault_options={**keyvault_options, "monotonic": stack.monotonic},
+                                **options)
+        built.append(app)
+        bootstrap.install(app)
+        return app
+
+    yield build
+    for app in built:
+        app.close()
