@@ -16,7 +16,7 @@ import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from tests.support.entra import FEDERATION_AUDIENCE
@@ -64,14 +64,18 @@ def test_a_wrong_client_secret_is_an_internal_error(entra, entra_session, client
 # --- client credentials from settings ---------------------------------------------------------
 
 
-def _certificate_pem(key: rsa.RSAPrivateKey) -> tuple[x509.Certificate, bytes]:
+def _certificate_pem(key, *, signed_by=None) -> tuple[x509.Certificate, bytes]:
+    """A self-signed certificate of ``key`` (or one of ``key`` signed by ``signed_by``'s key,
+    whose public key is then ``signed_by``'s) and the PEM file of ``key`` plus it."""
+    signer = signed_by or key
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tokenvault-test")])
     now = datetime.datetime.now(datetime.timezone.utc)
     certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .public_key(signer.public_key()).serial_number(x509.random_serial_number())
                    .not_valid_before(now - datetime.timedelta(minutes=5))
                    .not_valid_after(now + datetime.timedelta(days=1))
-                   .sign(key, hashes.SHA256()))
+                   .sign(signer, None if isinstance(signer, ed25519.Ed25519PrivateKey)
+                         else hashes.SHA256()))
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     return certificate, pem + certificate.public_bytes(serialization.Encoding.PEM)
@@ -119,6 +123,27 @@ def test_a_certificate_file_without_a_key_stops_start_up_naming_the_setting(entr
             _certificate_settings(entra, str(uuid.uuid4()), tmp_path / "cert-only.pem"))
 
     assert failure.value.name == "TOKENVAULT_CLIENT_CERTIFICATE_PATH"
+
+
+@pytest.mark.parametrize("kind", ["Ed25519", "EC P-256", "RSA key, another key's certificate"])
+def test_a_certificate_msal_cannot_use_stops_start_up_naming_the_setting(entra, tmp_path, kind):
+    """msal signs client assertions with RSA only: anything else is a setting error at start,
+    one line naming the setting, not an AttributeError deep in the first request."""
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    _, pem = {
+        "Ed25519": lambda: _certificate_pem(ed25519.Ed25519PrivateKey.generate()),
+        "EC P-256": lambda: _certificate_pem(ec.generate_private_key(ec.SECP256R1())),
+        "RSA key, another key's certificate": lambda: _certificate_pem(
+            rsa_key, signed_by=rsa.generate_private_key(public_exponent=65537, key_size=2048)),
+    }[kind]()
+    (tmp_path / "client.pem").write_bytes(pem)
+
+    with pytest.raises(SettingError) as failure:
+        EntraIdentityProvider.from_settings(
+            _certificate_settings(entra, str(uuid.uuid4()), tmp_path / "client.pem"))
+
+    assert failure.value.name == "TOKENVAULT_CLIENT_CERTIFICATE_PATH"
+    assert str(failure.value).startswith("setting TOKENVAULT_CLIENT_CERTIFICATE_PATH: ")
 
 
 class _ManagedIdentityEndpoint:
