@@ -40,6 +40,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import msal
@@ -158,9 +159,12 @@ class EntraIdentityProvider(IdentityProvider):
 
         :raises SettingError: the certificate file is not a PEM key and certificate.
         """
+        # Settings.from_environ sets the secret or the certificate path as the kind says.
         if settings.credential_kind is CredentialKind.SECRET:
-            credential: Sensitive[str] | dict = settings.client_secret  # type: ignore[assignment]
+            assert settings.client_secret is not None
+            credential: Sensitive[str] | dict = settings.client_secret
         elif settings.credential_kind is CredentialKind.CERTIFICATE:
+            assert settings.client_certificate_path is not None
             credential = _certificate_credential(settings.client_certificate_path)
         else:
             credential = {"client_assertion": _managed_identity_assertion(
@@ -312,7 +316,7 @@ def _requested(scopes: Sequence[str]) -> tuple[str, ...]:
     return without_reserved(scopes)
 
 
-def _certificate_credential(path) -> dict:
+def _certificate_credential(path: Path) -> dict:
     """msal's certificate credential from one PEM file holding the private key and the
     certificate (SHA-256 thumbprint, PS256)."""
     from cryptography import x509
@@ -326,7 +330,7 @@ def _certificate_credential(path) -> dict:
     except (OSError, ValueError, TypeError, IndexError):
         raise SettingError(name, "must be a PEM file with an unencrypted private key and its "
                                  "certificate") from None
-    if certificate.public_key().public_numbers() != key.public_key().public_numbers():
+    if certificate.public_key().public_numbers() != key.public_key().public_numbers():  # type: ignore[union-attr]  # issue 12 narrows this to RSA
         raise SettingError(name, "the certificate does not belong to the private key")
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption()).decode()
