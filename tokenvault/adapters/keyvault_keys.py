@@ -64,7 +64,8 @@ class _Cache:
         if entry is None or self._monotonic() >= entry.expires:
             return self._flight.do(slot, lambda: self._refresh(slot, fetch))
         if entry.key is None:
-            raise entry.error()  # type: ignore[misc]
+            assert entry.error is not None  # an entry holds a key or the error of its absence
+            raise entry.error()
         return entry.key
 
     def _refresh(self, slot: tuple[str, str | None], fetch: Callable[[], TenantKey]) -> TenantKey:
