@@ -19,6 +19,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
@@ -92,11 +93,11 @@ class Credentials:
                 else DefaultAzureCredential(managed_identity_client_id=client_id)
         return self._made[client_id]
 
-    def for_storage(self, connection: "StorageConnection") -> "TokenCredential | None":
-        """Identity-based storage authenticates as the connection's own client id
-        (``AzureWebJobsStorage__clientId``), as the Functions host does; a connection string
-        needs no credential."""
-        return self.get(connection.client_id) if connection.identity_based else None
+    def for_storage(self, connection: "StorageConnection") -> "TokenCredential":
+        """The credential of identity-based storage: the connection's own client id
+        (``AzureWebJobsStorage__clientId``), as the Functions host does. (A connection string
+        needs none: the builders use this only for identity-based connections.)"""
+        return self.get(connection.client_id)
 
 
 # --- builders: each adapter from settings, in one place ----------------------------------
@@ -162,9 +163,9 @@ def build_sweep(*, vault: "Vault", records: "Records", keys: "Keys", queue: "Que
     timeout)."""
     from .sweep import Planner, Worker
 
-    budget = {"time_budget": time_budget} if time_budget is not None else {}
-    planner = Planner(records=records, keys=keys, queue=queue, clock=clock,
-                      refresh_after=refresh_after, allowed_tenants=allowed_tenants, **budget)
+    planner_of = partial(Planner, records=records, keys=keys, queue=queue, clock=clock,
+                         refresh_after=refresh_after, allowed_tenants=allowed_tenants)
+    planner = planner_of() if time_budget is None else planner_of(time_budget=time_budget)
     worker = Worker(vault=vault, queue=queue, clock=clock, refresh_after=refresh_after)
     return planner, worker
 

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 from .errors import BadRequest
 from .sensitive import Sensitive
@@ -34,7 +34,7 @@ __all__ = [
 _GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
-def is_valid_id(value: object) -> bool:
+def is_valid_id(value: object) -> TypeGuard[str]:
     return isinstance(value, str) and _GUID.match(value) is not None
 
 
@@ -42,7 +42,7 @@ def valid_id(value: object, field_name: str) -> str:
     """Return ``value`` if it is a lower-case GUID, else raise ``BadRequest`` naming the field."""
     if not is_valid_id(value):
         raise BadRequest(f"{field_name} must be a lower-case GUID.", field=field_name)
-    return value  # type: ignore[return-value]
+    return value
 
 
 class Status(str, Enum):
@@ -95,7 +95,7 @@ class TokenRecord:
     def redeemable(self) -> bool:
         return self.status is Status.ACTIVE and bool(self.ciphertext)
 
-    def evolve(self, **changes) -> "TokenRecord":
+    def evolve(self, **changes: Any) -> "TokenRecord":
         return replace(self, **changes)
 
     def metadata(self) -> dict:

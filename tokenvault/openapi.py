@@ -57,7 +57,7 @@ def _errors(*codes: str) -> dict:
 
 
 _AUTHED = ("invalid_token", "insufficient_permissions", "upstream_unavailable")
-_SECURED = [{"bearer": [], "functionKey": []}]
+_SECURED: list[dict[str, list[str]]] = [{"bearer": [], "functionKey": []}]
 _RECORD_PARAMS = [
     {"name": "tenant_id", "in": "path", "required": True, "schema": _GUID},
     {"name": "user_id", "in": "path", "required": True, "schema": _GUID},

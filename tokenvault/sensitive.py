@@ -8,7 +8,7 @@ that handles a secret in clear easy to find.
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Generic, NoReturn, TypeVar
 
 T = TypeVar("T", str, bytes)
 
@@ -17,6 +17,7 @@ __all__ = ["Sensitive"]
 
 class Sensitive(Generic[T]):
     __slots__ = ("_value",)
+    _value: T  # set once, in __init__, through object.__setattr__ (our __setattr__ refuses)
 
     def __init__(self, value: T) -> None:
         if isinstance(value, Sensitive):
@@ -51,6 +52,6 @@ class Sensitive(Generic[T]):
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Sensitive is immutable")
 
-    def __reduce__(self):
+    def __reduce__(self) -> NoReturn:
         # Pickling would write the value out of the process in clear.
         raise TypeError("Sensitive values cannot be pickled")

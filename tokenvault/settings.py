@@ -170,7 +170,7 @@ class _Env:
         return value
 
 
-def _client_credential(env: _Env):
+def _client_credential(env: _Env) -> tuple[CredentialKind, Sensitive[str] | None, Path | None, str | None]:
     secret = env.get("TOKENVAULT_CLIENT_SECRET")
     cert = env.get("TOKENVAULT_CLIENT_CERTIFICATE_PATH")
     assertion = env.get("TOKENVAULT_CLIENT_ASSERTION")

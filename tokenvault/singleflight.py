@@ -18,10 +18,12 @@ __all__ = ["SingleFlight"]
 
 class _Call(Generic[T]):
     __slots__ = ("done", "result", "error")
+    # Unset until the work returns: once ``done`` is set, either ``error`` is not None or
+    # ``result`` holds the value (which may itself be None when T allows it).
+    result: T
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.result: T | None = None
         self.error: BaseException | None = None
 
 
@@ -35,13 +37,13 @@ class SingleFlight(Generic[T]):
         with self._lock:
             call = self._calls.get(key)
             leader = call is None
-            if leader:
+            if call is None:
                 call = self._calls[key] = _Call()
         if not leader:
             call.done.wait()
             if call.error is not None:
                 raise call.error
-            return call.result  # type: ignore[return-value]
+            return call.result
         try:
             call.result = work()
             return call.result

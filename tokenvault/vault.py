@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from .access_cache import AccessTokenCache
 from .envelope import Binding, seal, unseal
@@ -392,5 +393,5 @@ def _binding(record: TokenRecord) -> Binding:
     return Binding(record.tenant_id, record.user_id, record.client_id, record.key_version)
 
 
-def _event(key: RecordKey, **fields) -> dict:
+def _event(key: RecordKey, **fields: Any) -> dict:
     return {"tenant_id": key.tenant_id, "user_id": key.user_id, **fields}

@@ -192,7 +192,7 @@ class CallerTokenValidator:
         return claims
 
     def _issuers(self, tenant: str) -> tuple[str, ...]:
-        issuers = (f"{self._host}/{tenant}/v2.0",)
+        issuers: tuple[str, ...] = (f"{self._host}/{tenant}/v2.0",)
         if self._host == PUBLIC_CLOUD:
             # v1 tokens (an API whose manifest asks for them) carry the v1 issuer; it is
             # Microsoft's, so it is accepted only when we trust Microsoft's public cloud.

@@ -51,6 +51,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import msal
@@ -181,9 +182,12 @@ class EntraIdentityProvider(IdentityProvider):
 
         :raises SettingError: the certificate file is not a PEM key and certificate.
         """
+        # Settings.from_environ sets the secret or the certificate path as the kind says.
         if settings.credential_kind is CredentialKind.SECRET:
-            credential: Sensitive[str] | dict = settings.client_secret  # type: ignore[assignment]
+            assert settings.client_secret is not None
+            credential: Sensitive[str] | dict = settings.client_secret
         elif settings.credential_kind is CredentialKind.CERTIFICATE:
+            assert settings.client_certificate_path is not None
             credential = _certificate_credential(settings.client_certificate_path)
         else:
             credential = {"client_assertion": _managed_identity_assertion(
@@ -344,7 +348,7 @@ def _requested(scopes: Sequence[str]) -> tuple[str, ...]:
     return without_reserved(scopes)
 
 
-def _certificate_credential(path) -> dict:
+def _certificate_credential(path: Path) -> dict:
     """msal's certificate credential from one PEM file holding the private key and the
     certificate (SHA-256 thumbprint, PS256)."""
     from cryptography import x509

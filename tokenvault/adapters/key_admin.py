@@ -15,7 +15,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.keyvault.secrets import SecretClient
 
@@ -127,8 +129,8 @@ class KeyVaultKeyAdmin(KeyAdmin):
     go to the ``SecretClient``; ``client`` replaces it outright.
     """
 
-    def __init__(self, vault_url: str, credential, *, client: SecretClient | None = None,
-                 **client_options) -> None:
+    def __init__(self, vault_url: str, credential: TokenCredential, *,
+                 client: SecretClient | None = None, **client_options: Any) -> None:
         self._client = client or SecretClient(vault_url, credential, **client_options)
         self._vault_url = vault_url
 

@@ -14,8 +14,11 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
+from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import RetryPolicy
 from azure.keyvault.secrets import SecretClient
 
@@ -61,7 +64,8 @@ class _Cache:
         if entry is None or self._monotonic() >= entry.expires:
             return self._flight.do(slot, lambda: self._refresh(slot, fetch))
         if entry.key is None:
-            raise entry.error()  # type: ignore[misc]
+            assert entry.error is not None  # an entry holds a key or the error of its absence
+            raise entry.error()
         return entry.key
 
     def _refresh(self, slot: tuple[str, str | None], fetch: Callable[[], TenantKey]) -> TenantKey:
@@ -94,7 +98,7 @@ class _BoundedRetry(RetryPolicy):
 
     max_wait = 2.0
 
-    def is_retry(self, settings, response) -> bool:
+    def is_retry(self, settings: dict[str, Any], response: PipelineResponse[Any, Any]) -> bool:
         wait = self.get_retry_after(response)
         if wait is not None and wait > self.max_wait:
             return False
@@ -117,9 +121,9 @@ class KeyVaultKeys(Keys):
     ``client`` replaces it outright.
     """
 
-    def __init__(self, vault_url: str, credential, *, ttl: float = 300,
+    def __init__(self, vault_url: str, credential: TokenCredential, *, ttl: float = 300,
                  monotonic: Callable[[], float] = time.monotonic, client: SecretClient | None = None,
-                 **client_options) -> None:
+                 **client_options: Any) -> None:
         self._client = client or SecretClient(vault_url, credential, **_client_options(client_options))
         self._cache = _Cache(ttl, monotonic)
         self._vault_url = vault_url

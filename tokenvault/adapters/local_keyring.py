@@ -133,11 +133,11 @@ class LocalKeyring(Keys):
         if tenants is None:
             raise TenantKeyInvalid("The local keyring file is malformed.")
         keys = tenants.get(name)
-        if keys == _INVALID:
+        if isinstance(keys, str):  # _INVALID, the one string a tenant's entry can be
             raise TenantKeyInvalid()
         if not keys:
             raise missing()
-        return keys  # type: ignore[return-value]
+        return keys
 
     def _reload_if_changed(self) -> None:
         try:

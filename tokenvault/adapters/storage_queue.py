@@ -11,7 +11,9 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import LinearRetry, QueueClient, TextBase64EncodePolicy
 
@@ -31,8 +33,10 @@ _DEFAULT_RETRY_AFTER = 2
 def client_options() -> dict:
     """Client options: the SDK's default retry waits 15 s and more between attempts and its
     timeouts are a minute; the sweep would rather fail a batch fast and let the host retry it.
-    A function, because a retry policy object belongs to one client."""
-    return {"retry_policy": LinearRetry(backoff=1, retry_total=2, random_jitter_range=0.5),
+    A function, because a retry policy object belongs to one client. The SDK takes whole
+    seconds for the backoff and its jitter and waits uniformly within backoff ± jitter (never
+    below 0): here 0 to 2 s, 1 s on average."""
+    return {"retry_policy": LinearRetry(backoff=1, retry_total=2, random_jitter_range=1),
             "connection_timeout": 3, "read_timeout": 10}
 
 
@@ -48,18 +52,19 @@ class StorageQueue(Queue):
         self._poison = poison
 
     @classmethod
-    def from_connection_string(cls, conn: str, queue_name: str, **options) -> "StorageQueue":
+    def from_connection_string(cls, conn: str, queue_name: str, **options: Any) -> "StorageQueue":
         """``options`` override ``client_options()`` (and may add any azure-core client option)."""
-        def client(name: str, **encoding) -> QueueClient:
+        def client(name: str, **encoding: Any) -> QueueClient:
             return QueueClient.from_connection_string(conn, name, **encoding,
                                                       **{**client_options(), **options})
         return cls(client(queue_name, message_encode_policy=TextBase64EncodePolicy()),
                    client(queue_name + POISON_SUFFIX))
 
     @classmethod
-    def from_endpoint(cls, endpoint: str, queue_name: str, credential, **options) -> "StorageQueue":
+    def from_endpoint(cls, endpoint: str, queue_name: str, credential: TokenCredential,
+                      **options: Any) -> "StorageQueue":
         """Identity-based access: ``credential`` is an azure-identity credential."""
-        def client(name: str, **encoding) -> QueueClient:
+        def client(name: str, **encoding: Any) -> QueueClient:
             return QueueClient(endpoint, name, credential=credential, **encoding,
                                **{**client_options(), **options})
         return cls(client(queue_name, message_encode_policy=TextBase64EncodePolicy()),

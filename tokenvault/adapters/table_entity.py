@@ -10,6 +10,8 @@ import json
 import logging
 from datetime import datetime, timezone
 
+from azure.data.tables import TableEntity
+
 from ..errors import BadRequest, InternalError
 from ..model import RecordKey, RecordSummary, Status, TokenRecord, valid_id
 
@@ -24,9 +26,9 @@ def ids(key: RecordKey | TokenRecord) -> tuple[str, str]:
     return valid_id(key.tenant_id, "tenant_id"), valid_id(key.user_id, "user_id")
 
 
-def to_entity(record: TokenRecord) -> dict:
+def to_entity(record: TokenRecord) -> dict[str, str | int | datetime | bytes]:
     tenant, user = ids(record)
-    entity = {
+    entity: dict[str, str | int | datetime | bytes] = {
         "PartitionKey": tenant,
         "RowKey": user,
         "ClientId": record.client_id,
@@ -46,7 +48,7 @@ def to_entity(record: TokenRecord) -> dict:
     return entity
 
 
-def to_record(entity) -> TokenRecord:
+def to_record(entity: TableEntity) -> TokenRecord:
     try:
         return TokenRecord(
             tenant_id=entity["PartitionKey"],
@@ -69,7 +71,7 @@ def to_record(entity) -> TokenRecord:
     raise InternalError("A stored record is malformed.")
 
 
-def to_summary(entity) -> RecordSummary | None:
+def to_summary(entity: TableEntity) -> RecordSummary | None:
     try:
         return RecordSummary(
             tenant_id=valid_id(entity["PartitionKey"], "tenant_id"),

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from itertools import islice
+from typing import Any, cast
 
 from azure.core import MatchConditions
+from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     AzureError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+from azure.core.paging import ItemPaged
+from azure.data.tables import TableClient, TableEntity, TableTransactionError, UpdateMode
 
 from ..errors import InternalError, NotFound, RecordConflict, UpstreamUnavailable, VaultError
 from ..model import RecordKey, TokenRecord, valid_id
@@ -60,12 +63,13 @@ class TableRecords(Records):
         self._table = table
 
     @classmethod
-    def from_connection_string(cls, conn: str, table_name: str, **options) -> "TableRecords":
+    def from_connection_string(cls, conn: str, table_name: str, **options: Any) -> "TableRecords":
         """``options`` override ``CLIENT_OPTIONS`` (and may add any azure-core client option)."""
         return cls(TableClient.from_connection_string(conn, table_name, **{**CLIENT_OPTIONS, **options}))
 
     @classmethod
-    def from_endpoint(cls, endpoint: str, table_name: str, credential, **options) -> "TableRecords":
+    def from_endpoint(cls, endpoint: str, table_name: str, credential: TokenCredential,
+                      **options: Any) -> "TableRecords":
         """Identity-based access: ``credential`` is an azure-identity credential."""
         return cls(TableClient(endpoint, table_name, credential=credential, **{**CLIENT_OPTIONS, **options}))
 
@@ -136,7 +140,9 @@ class TableRecords(Records):
         resume = decode_continuation(continuation) if continuation is not None else None
         pager = self._query(tenant_id, PROJECTION, page_size)
         with _translated():
-            pages = pager.by_page(continuation_token=resume)
+            # azure-core annotates continuation tokens as str and by_page as a plain iterator;
+            # the Tables SDK's tokens are dicts and its page iterator has continuation_token.
+            pages = cast(Any, pager).by_page(continuation_token=resume)
             entities = list(next(pages, ()))
         items = [summary for summary in map(to_summary, entities) if summary is not None]
         token = pages.continuation_token
@@ -180,7 +186,8 @@ class TableRecords(Records):
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _query(self, tenant_id: str | None, select, page_size: int):
+    def _query(self, tenant_id: str | None, select: Iterable[str],
+               page_size: int) -> ItemPaged[TableEntity]:
         if tenant_id is None:
             return self._table.list_entities(results_per_page=page_size, select=list(select))
         return self._table.query_entities(

@@ -21,6 +21,8 @@ the app's name); the other commands need only the key and record stores.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import BadRequest, VaultError
 from ..model import valid_id
@@ -53,7 +55,9 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m tokenvault", description=__doc__.split("\n\n")[0])
     groups = top.add_subparsers(dest="group", required=True, metavar="{keys,records,sweep}")
 
-    def command(subparsers, name: str, handler, help_text: str, *arguments) -> None:
+    def command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
+                handler: Callable[[Context, argparse.Namespace], dict], help_text: str,
+                *arguments: tuple[tuple[str, ...], dict[str, Any]]) -> None:
         sub = subparsers.add_parser(name, parents=[common], help=help_text, description=help_text)
         for flags, options in arguments:
             sub.add_argument(*flags, **options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections import Counter
 from datetime import datetime, timezone
 
@@ -15,12 +16,12 @@ ENTRA_NOTE = ("This shreds TokenVault's copy only: refresh tokens already issued
               "revokeSignInSessions) or the tenant's consent to the app is removed.")
 
 
-def keys_create(ctx: Context, args) -> dict:
+def keys_create(ctx: Context, args: argparse.Namespace) -> dict:
     info = ctx.key_admin.create(args.tenant)
     return {"tenant_id": args.tenant, "version": info.version, "created": info.created}
 
 
-def keys_rotate(ctx: Context, args) -> dict:
+def keys_rotate(ctx: Context, args: argparse.Namespace) -> dict:
     tenants = ctx.key_admin.tenants() if args.all else [args.tenant]
     rotated = []
     with Progress(ctx.err, len(tenants), "rotating") as progress:
@@ -31,7 +32,7 @@ def keys_rotate(ctx: Context, args) -> dict:
     return {"rotated": rotated}
 
 
-def keys_list(ctx: Context, args) -> dict:
+def keys_list(ctx: Context, args: argparse.Namespace) -> dict:
     tenants = [args.tenant] if args.tenant else ctx.key_admin.tenants()
     counts = ctx.records.count_by_key_version(args.tenant)
     listed = []
@@ -47,7 +48,7 @@ def keys_list(ctx: Context, args) -> dict:
     return {"tenants": listed}
 
 
-def keys_revoke(ctx: Context, args) -> dict:
+def keys_revoke(ctx: Context, args: argparse.Namespace) -> dict:
     admin = ctx.key_admin
     versions = [v.version for v in admin.versions(args.tenant)] \
         if not admin.is_deleted(args.tenant) else []
@@ -66,7 +67,7 @@ def keys_revoke(ctx: Context, args) -> dict:
     return {"attestation": attestation}
 
 
-def keys_recover(ctx: Context, args) -> dict:
+def keys_recover(ctx: Context, args: argparse.Namespace) -> dict:
     ctx.key_admin.recover(args.tenant)
     return {"tenant_id": args.tenant, "recovered": True,
             "versions": [v.version for v in ctx.key_admin.versions(args.tenant)]}

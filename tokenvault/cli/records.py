@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
+from typing import Any
+
 from ..model import RecordKey
 from .context import Context
 
 __all__ = ["records_list", "records_show", "records_forget", "records_purge"]
 
 
-def records_list(ctx: Context, args) -> dict:
-    listed, continuation = [], None
+def records_list(ctx: Context, args: argparse.Namespace) -> dict:
+    listed: list[dict[str, Any]] = []
+    continuation: str | None = None
     while len(listed) < args.limit:
         page = ctx.records.scan(args.tenant, page_size=min(1000, args.limit),
                                 continuation=continuation)
@@ -23,16 +27,16 @@ def records_list(ctx: Context, args) -> dict:
             or (continuation is not None and len(listed) >= args.limit)}
 
 
-def records_show(ctx: Context, args) -> dict:
+def records_show(ctx: Context, args: argparse.Namespace) -> dict:
     record = ctx.records.get(RecordKey(args.tenant, args.user))
     return {**record.metadata(), "failure_count": record.failure_count,
             "last_error": record.last_error}
 
 
-def records_forget(ctx: Context, args) -> dict:
+def records_forget(ctx: Context, args: argparse.Namespace) -> dict:
     ctx.records.delete(RecordKey(args.tenant, args.user))
     return {"tenant_id": args.tenant, "user_id": args.user, "forgotten": True}
 
 
-def records_purge(ctx: Context, args) -> dict:
+def records_purge(ctx: Context, args: argparse.Namespace) -> dict:
     return {"tenant_id": args.tenant, "records_deleted": ctx.records.delete_tenant(args.tenant)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from .output import Progress
 __all__ = ["sweep", "run_in_process"]
 
 
-def sweep(ctx: Context, args) -> dict:
+def sweep(ctx: Context, args: argparse.Namespace) -> dict:
     from ..bootstrap import build_sweep
 
     app = ctx.app()

@@ -110,5 +110,5 @@ class Azurite:
     def __enter__(self) -> "Azurite":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

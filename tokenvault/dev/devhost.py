@@ -27,9 +27,11 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
@@ -39,15 +41,19 @@ from azure.functions.timer import TimerRequest
 from .. import logfields
 from .ncrontab import Schedule
 
+if TYPE_CHECKING:  # imported where the queue loop starts: only it needs the Storage SDK
+    from azure.storage.queue import QueueClient
+    from azure.storage.queue import QueueMessage as StoredMessage
+
 log = logging.getLogger("tokenvault.dev.devhost")
 
 __all__ = ["DevHost", "index_functions", "main"]
 
 
 class _Route:
-    def __init__(self, function, binding: dict) -> None:
+    def __init__(self, function: func.Function, binding: dict) -> None:
         self.function = function
-        self.name = function.get_function_name()
+        self.name = _name(function)
         self.methods = {m.upper() for m in binding.get("methods") or ["GET", "POST"]}
         template = binding.get("route") or self.name
         pattern = re.sub(r"\{(\w+)(?::\w+)?\}", r"(?P<\1>[^/]+)", template.strip("/"))
@@ -63,8 +69,8 @@ class DevHost:
 
     def __init__(self, app: func.FunctionApp, *, host_config: dict | None = None) -> None:
         self.routes: list[_Route] = []
-        self.timers: dict[str, tuple[object, Schedule, bool]] = {}
-        self.queues: dict[str, tuple[object, dict]] = {}
+        self.timers: dict[str, tuple[func.Function, Schedule, bool]] = {}
+        self.queues: dict[str, tuple[func.Function, dict]] = {}
         queues = ((host_config or {}).get("extensions") or {}).get("queues") or {}
         self.max_dequeue = int(queues.get("maxDequeueCount", 5))
         self.retry_visibility = _seconds(queues.get("visibilityTimeout", "00:00:00"))
@@ -72,7 +78,7 @@ class DevHost:
         self._stop = threading.Event()
         for function in index_functions(app):
             binding = json.loads(function.get_function_json())["bindings"][0]
-            name = function.get_function_name()
+            name = _name(function)
             if binding["type"] == "httpTrigger":
                 self.routes.append(_Route(function, binding))
             elif binding["type"] == "timerTrigger":
@@ -163,14 +169,17 @@ class DevHost:
             idle = 0.1 if messages else min(self.max_poll, idle * 2)
             self._stop.wait(idle if not messages else 0)
 
-    def _deliver(self, name, function, queue, poison, message) -> None:
+    def _deliver(self, name: str, function: func.Function, queue: QueueClient, poison: QueueClient,
+                 message: StoredMessage) -> None:
         # The host decodes base64 (its default messageEncoding) before the function sees it.
         body = base64.b64decode(message.content)
-        request = QueueMessage(id=message.id, body=body, dequeue_count=message.dequeue_count,
-                                    pop_receipt=message.pop_receipt)
+        # The service counts every receive; the SDK's model types the count Optional.
+        attempts = message.dequeue_count or 1
+        request = QueueMessage(id=message.id, body=body, dequeue_count=attempts,
+                               pop_receipt=message.pop_receipt)
         if self._guarded(name, lambda: function.get_user_function()(request)):
             queue.delete_message(message)
-        elif message.dequeue_count >= self.max_dequeue:
+        elif attempts >= self.max_dequeue:
             try:
                 poison.create_queue()
             except Exception:  # noqa: BLE001 - exists already
@@ -178,11 +187,11 @@ class DevHost:
             poison.send_message(message.content)
             queue.delete_message(message)
             log.warning("%s: message %s moved to %s-poison after %d attempts", name, message.id,
-                        queue.queue_name, message.dequeue_count)
+                        queue.queue_name, attempts)
         else:
             queue.update_message(message, visibility_timeout=self.retry_visibility)
 
-    def _guarded(self, name: str, job) -> bool:
+    def _guarded(self, name: str, job: Callable[[], object]) -> bool:
         started = time.monotonic()
         try:
             job()
@@ -193,13 +202,21 @@ class DevHost:
         return True
 
 
-def index_functions(app: func.FunctionApp) -> list:
+def index_functions(app: func.FunctionApp) -> list[func.Function]:
     """``app.get_functions()``, repeatable. azure-functions remembers the names an indexing saw
     (``functions_bindings``) and refuses them as duplicates the next time, so a second index of
     the same app (a test that indexed it already, a second DevHost) would fail; the check for
     duplicates within one app still runs."""
     app.functions_bindings = None
     return app.get_functions()
+
+
+def _name(function: func.Function) -> str:
+    name = function.get_function_name()
+    # azure-functions types it Optional (a function_name setting's value); its decorators
+    # always set one, the Python function's own name by default.
+    assert name is not None
+    return name
 
 
 def _resolve(value: str) -> str:
@@ -252,7 +269,7 @@ def _serve(host: DevHost, port: int) -> ThreadingHTTPServer:
 
         do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
-        def log_message(self, fmt: str, *args) -> None:
+        def log_message(self, fmt: str, *args: object) -> None:
             log.info("%s %s", self.command, self.path.split("?")[0])
 
     server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
