@@ -86,14 +86,27 @@ class TokenVaultError(HttpResponseError):
         #: the part of the request a ``bad_request`` is about.
         self.field = field
         super().__init__(message=message or _message(self.code, title, detail, correlation_id),
-                         response=response)
+                         response=response, error_format=_NotOData)
         # HttpResponseError takes the status from the response; a problem built without one
         # (VaultUserCredential's claims refusal) still has the status of its code.
         self.status = status if status is not None else self.status_code
 
+    def __str__(self) -> str:
+        # Only the message: azure-core would append the body, and a body that is not the
+        # vault's own problem (a proxy's page, say) is not ours to repeat.
+        return self.message
+
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(code={self.code!r}, status={self.status!r}, "
                 f"correlation_id={self.correlation_id!r})")
+
+
+class _NotOData:
+    """Tells azure-core's HttpResponseError that a problem is not an OData error body (it would
+    otherwise build the message from it)."""
+
+    def __init__(self, body: Any) -> None:
+        raise ValueError("a problem+json body, not OData")
 
 
 class TokenVaultAuthenticationError(TokenVaultError, ClientAuthenticationError):
