@@ -215,6 +215,8 @@ def test_every_problem_code_is_raised_as_its_class(stack, vault_client, served_v
     if code == "upstream_unavailable":
         assert error.retry_after == 120
         assert served_vault.count("POST", "/api/tokens") == 1, "a 2-minute Retry-After was waited for"
+    if code == "internal":
+        assert served_vault.count("POST", "/api/tokens") == 1, "a 500 was retried"
     if code == "not_found":
         assert isinstance(error, ResourceNotFoundError)
     # The answers that mean "no token for this user" stop another SDK's retries.

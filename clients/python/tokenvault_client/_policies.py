@@ -8,7 +8,8 @@
 - ``VaultRetryPolicy``: azure-core's retry, which honours ``Retry-After``, with fewer attempts
   and a ceiling: an answer asking to wait longer than ``retry_after_max`` seconds is not
   waited for but raised at once (``UpstreamUnavailable.retry_after`` says how long), so a web
-  request is not held for minutes.
+  request is not held for minutes; and no retry of a 500, which the vault answers for what
+  waiting does not fix.
 
 Logging: ``HttpLoggingPolicy`` on the logger ``tokenvault_client.http`` logs method, URL,
 status and headers, with every header outside azure-core's allow-list (``Authorization`` and
@@ -125,6 +126,10 @@ class RetryAfterCeiling:
     def is_retry(self, settings: Any, response: Any) -> bool:
         retry_after = self.get_retry_after(response)  # type: ignore[attr-defined]
         if retry_after is not None and retry_after > self.retry_after_max:
+            return False
+        # The vault's 500 (`internal`) is a bad setting or key, not a blip: asking again only
+        # makes the caller wait (azure-core would retry it three times, backing off).
+        if response.http_response.status_code == 500 and retry_after is None:
             return False
         return super().is_retry(settings, response)  # type: ignore[misc]
 
