@@ -29,8 +29,12 @@ ensure_venv() { # ensure_venv DIR REQUIREMENTS [STAMPED...]: a venv with those r
   fi
 }
 
-# requirements-dev.txt includes requirements.txt, so a change to either reinstalls.
-ensure_python() { ensure_venv "$VENV" "$ROOT/requirements-dev.txt" "$ROOT/requirements.txt"; }
+# requirements-dev.txt includes requirements.txt and the samples' requirements, so a change to
+# any of them reinstalls.
+ensure_python() {
+  ensure_venv "$VENV" "$ROOT/requirements-dev.txt" "$ROOT/requirements.txt" \
+    "$ROOT/samples/flask_webapi/requirements.txt" "$ROOT/samples/fastapi_webapi/requirements.txt"
+}
 
 ensure_node() {
   if ! command -v npm >/dev/null; then

@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.support.entra_fixtures",
     "tests.support.stack_fixtures",
     "tests.support.storage_fixtures",
+    "tests.support.client_fixtures",
 ]
 
 

@@ -4,7 +4,8 @@ It serves what ``azure-keyvault-secrets`` calls: set, get (latest or one version
 list secrets and versions (paged through ``nextLink``), soft delete (the name then refuses a
 set with 409 until it is recovered or purged), get and list deleted, recover, purge. It runs
 Key Vault's challenge: a request without ``Authorization`` gets 401 with a ``WWW-Authenticate``
-naming a tenant and ``https://vault.azure.net``; any bearer token is accepted after that.
+naming a tenant (``challenge_tenant``, settable) and ``https://vault.azure.net``; any bearer
+token is accepted after that, and kept (``bearer_tokens``) for a test to check who it was for.
 
 Tests steer it directly: ``put_secret``/``soft_delete`` seed state without HTTP,
 ``fail_next`` makes the next requests fail (429 with Retry-After, 500, 403, ...), ``latency``
@@ -104,6 +105,8 @@ class _State:
     requests: Counter = field(default_factory=Counter)
     challenges: int = 0
     latency: float = 0.0
+    challenge_tenant: str = FAKE_VAULT_TENANT
+    bearer_tokens: list = field(default_factory=list)
     last_created: int = 0
 
     def clock(self) -> int:
@@ -143,6 +146,8 @@ class FakeKeyVault:
             state.requests.clear()
             state.challenges = 0
             state.latency = 0.0
+            state.challenge_tenant = FAKE_VAULT_TENANT
+            state.bearer_tokens.clear()
 
     # -- steering, without HTTP -------------------------------------------------------------
     def put_secret(self, name: str, value: str, *, enabled: bool = True) -> str:
@@ -185,6 +190,22 @@ class FakeKeyVault:
     @property
     def challenges(self) -> int:
         return self._state.challenges
+
+    @property
+    def challenge_tenant(self) -> str:
+        """The tenant the challenge names: the SDK asks its credential for a token there."""
+        return self._state.challenge_tenant
+
+    @challenge_tenant.setter
+    def challenge_tenant(self, tenant_id: str) -> None:
+        self._state.challenge_tenant = tenant_id
+
+    @property
+    def bearer_tokens(self) -> list[str]:
+        """The bearer tokens of the authorized requests served, in order. Secrets: compare
+        or decode them, never print them."""
+        with self._state.lock:
+            return list(self._state.bearer_tokens)
 
 
 def _add_version(state: _State, name: str, value: str, *, enabled: bool = True,
@@ -232,11 +253,12 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Reply(401, {"error": {"code": "Unauthorized",
                                          "message": "AKV10000: Request is missing a Bearer or PoP token."}},
                          {"WWW-Authenticate": f'Bearer authorization="https://login.microsoftonline.com/'
-                                              f'{FAKE_VAULT_TENANT}", resource="https://vault.azure.net"'})
+                                              f'{state.challenge_tenant}", resource="https://vault.azure.net"'})
         parts = urlsplit(self.path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         kind, handler, args = _route(self.command, parts.path)
         with state.lock:
+            state.bearer_tokens.append(self.headers["Authorization"][len("Bearer "):])
             state.requests[kind] += 1
             fault = state.faults.pop(0) if state.faults else None
         if state.latency:
