@@ -3,9 +3,8 @@
 
 App callers: ``app_credential`` is the ONE place that says who the app caller is and how it
 gets its token — azure-identity's ``ClientSecretCredential`` against the Entra fake, for the app
-``CALLER_APP`` (listed in the stack's ``TOKENVAULT_REDEEM_CALLERS``) registered in its home
-tenant ``CALLER_TENANT`` with both roles. Change the allow-list format here and in
-``stack_fixtures`` only.
+``CALLER_APP`` registered in its home tenant ``CALLER_TENANT`` with both roles — the pair the
+stack lists in ``TOKENVAULT_REDEEM_CALLERS`` (``stack_fixtures``).
 """
 
 from __future__ import annotations
@@ -18,13 +17,11 @@ from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCreden
 
 from tests.support.leaks import remember
 from tests.support.served_vault import ServedVault
-from tests.support.stack_fixtures import CALLER_APP
+from tests.support.stack_fixtures import CALLER_APP, CALLER_TENANT
 from tokenvault_client import TokenVaultClient
 
 __all__ = ["CALLER_TENANT", "CALLER_ROLES", "register_app_caller", "app_credential_kwargs"]
 
-#: The home tenant of the app caller (the web API's own tenant).
-CALLER_TENANT = "c0ffee00-0000-4000-8000-0000000000a1"
 CALLER_ROLES = ("TokenVault.Redeem", "TokenVault.Admin")
 
 
