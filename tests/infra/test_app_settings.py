@@ -66,9 +66,9 @@ def test_host_storage_is_identity_based_with_the_clouds_own_endpoints(settings):
     assert "AzureWebJobsStorage__accountName" not in values
     for name in HOST_STORAGE_URIS:
         service = name.removeprefix("AzureWebJobsStorage__").removesuffix("ServiceUri")
-        assert values[name] in (f"storageEndpoints.{service}",
-                                f"[reference(resourceId('Microsoft.Storage/storageAccounts', "
-                                f"variables('storageAccountName')), '2023-05-01').primaryEndpoints.{service}]"), name
+        arm_value = (f"[reference(resourceId('Microsoft.Storage/storageAccounts', "
+                     f"variables('storageAccountName')), '2023-05-01').primaryEndpoints.{service}]")
+        assert values[name] in (f"storageEndpoints.{service}", arm_value), name
 
 
 def test_the_client_authenticates_with_the_user_assigned_identity_in_both_templates():
@@ -116,8 +116,9 @@ def resolve(expression: str) -> str:
 
 def test_the_app_accepts_the_settings_the_arm_template_deploys():
     environ = {name: resolve(value) for name, value in arm_app_settings().items()}
-    environ["WEBSITE_INSTANCE_ID"] = "example-instance"  # what Azure adds: the app is in Azure
+    environ["WEBSITE_SITE_NAME"] = "func-tokenvault-example"  # what Azure adds: the app is in Azure
     settings = Settings.from_environ(environ)
+    assert settings.in_azure
     assert settings.client_id == CLIENT_ID
     assert settings.credential_kind is CredentialKind.MANAGED_IDENTITY
     assert settings.managed_identity_client_id == UAMI_CLIENT_ID

@@ -88,7 +88,7 @@ def test_health_and_openapi_answer_without_composing_the_app(unconfigured):
 def test_in_azure_the_log_fields_go_into_the_message_text(unconfigured, monkeypatch):
     from tokenvault.logfields import FieldsInMessage
 
-    azure = {"WEBSITE_INSTANCE_ID": "instance-1", "TOKENVAULT_CLIENT_ID": CLIENT,
+    azure = {"WEBSITE_SITE_NAME": "func-tokenvault-x", "TOKENVAULT_CLIENT_ID": CLIENT,
              "TOKENVAULT_CLIENT_ASSERTION": "managed_identity", "AZURE_CLIENT_ID": CLIENT,
              "TOKENVAULT_KEY_VAULT_URL": "https://tv.vault.azure.net",
              "AzureWebJobsStorage__accountName": "tvstore"}
