@@ -36,7 +36,7 @@ import azure.functions as func
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
-from .. import logfields
+from .. import bootstrap, logfields
 from .ncrontab import Schedule
 
 log = logging.getLogger("tokenvault.dev.devhost")
@@ -268,8 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the function app folder (default: the current one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for noisy in ("azure", "msal", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    bootstrap.quiet_libraries()  # the app's own levels, as in Azure
     logfields.install()  # ids, codes and correlation ids on the console, as in Azure
 
     folder = args.folder.resolve()
