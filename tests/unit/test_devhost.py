@@ -1,12 +1,14 @@
 """The dev host maps requests to declared functions as the Functions host does."""
 
 import json
+import socket
+import threading
 import time
 
 import azure.functions as func
 import pytest
 
-from tokenvault.dev.devhost import DevHost
+from tokenvault.dev.devhost import DevHost, _serve
 
 
 @pytest.fixture
@@ -43,10 +45,31 @@ def test_routes_with_parameters_and_query(host):
     assert json.loads(response.get_body()) == {"a": "x1", "b": "y2", "z": "3"}
 
 
-def test_method_and_path_mismatches(host):
-    assert host.http("DELETE", "/api/things/x/y", {}, b"").status_code == 405
+def test_a_method_the_route_does_not_declare_is_not_found_as_on_the_host(host):
+    # The Functions host answers 404, not 405, for a method a route does not declare.
+    assert host.http("DELETE", "/api/things/x/y", {}, b"").status_code == 404
+    assert host.http("PUT", "/api/things", {}, b"").status_code == 404
     assert host.http("GET", "/api/nothing", {}, b"").status_code == 404
     assert host.http("GET", "/things/x/y", {}, b"").status_code == 404
+
+
+def test_routes_match_case_insensitively_and_keep_the_values_case(host):
+    response = host.http("GET", "/API/Things/X1/Y2", {}, b"")
+    assert response.status_code == 200
+    assert json.loads(response.get_body()) == {"a": "X1", "b": "Y2"}
+    assert host.http("post", "/api/THINGS", {}, b"hi").status_code == 201
+
+
+def test_route_literals_are_not_patterns(monkeypatch):
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="openapi.json", methods=["GET"])
+    def openapi(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("{}")
+
+    h = DevHost(app)
+    assert h.http("GET", "/api/openapi.json", {}, b"").status_code == 200
+    assert h.http("GET", "/api/openapiXjson", {}, b"").status_code == 404
 
 
 def test_the_body_reaches_the_function(host):
@@ -68,3 +91,43 @@ def test_admin_call_runs_a_non_http_function_now(host):
     while len(host.seen) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert sorted(host.seen) == [("tick", False), ("work", b"payload")]
+
+
+def test_twenty_four_clients_connecting_at_once_are_all_queued_then_answered():
+    # With Python's default listen backlog of 5, connections beyond the backlog are dropped
+    # (Linux) or reset (macOS) while the server is busy accepting. Hold the server still
+    # so the kernel's queue alone decides, connect 24 clients, then serve them all.
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="health", methods=["GET"])
+    def health(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("ok")
+
+    server = _serve(DevHost(app), 0)
+    address = server.server_address
+    clients, serving = [], None
+    try:
+        for _ in range(24):
+            try:
+                clients.append(socket.create_connection(address, timeout=2))
+            except OSError as error:  # dropped (timeout) or reset: the backlog was full
+                pytest.fail(f"client {len(clients) + 1} not queued: {type(error).__name__}")
+        serving = threading.Thread(target=server.serve_forever, daemon=True)
+        serving.start()
+        for client in clients:
+            client.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answers = [_read_all(client) for client in clients]
+    finally:
+        if serving is not None:
+            server.shutdown()
+        for client in clients:
+            client.close()
+        server.server_close()
+    assert all(a.startswith(b"HTTP/1.1 200") and a.endswith(b"ok") for a in answers)
+
+
+def _read_all(client: socket.socket) -> bytes:
+    chunks = []
+    while chunk := client.recv(4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
