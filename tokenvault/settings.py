@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import Enum
@@ -23,7 +23,8 @@ from .model import is_valid_id
 from .sensitive import Sensitive
 
 __all__ = ["Settings", "BackendSettings", "CredentialKind", "StorageConnection", "parse_duration",
-           "REFRESH_QUEUE", "AZURE_MARKERS", "running_in_azure"]
+           "REFRESH_QUEUE", "AZURE_MARKERS", "running_in_azure", "LOCAL_SETTINGS",
+           "local_settings_values", "apply_local_settings"]
 
 #: The sweep's queue. Fixed: the queue trigger names it, and ops tooling relies on it.
 REFRESH_QUEUE = "tokenvault-refresh"
@@ -168,6 +169,41 @@ class Settings:
             refresh_after=_duration("TOKENVAULT_REFRESH_AFTER", env.get("TOKENVAULT_REFRESH_AFTER"),
                                     DEFAULT_REFRESH_AFTER),
         )
+
+
+#: The file of a Functions project folder whose ``Values`` a local run reads as app settings.
+LOCAL_SETTINGS = "local.settings.json"
+
+
+def local_settings_values(folder: Path) -> dict[str, str]:
+    """``Values`` of ``folder/local.settings.json`` (empty without the file).
+
+    :raises SettingError: the file is not JSON, or its values are encrypted (``func settings
+        encrypt``), which only Core Tools can read.
+    """
+    import json
+
+    path = Path(folder) / LOCAL_SETTINGS
+    if not path.is_file():
+        return {}
+    try:
+        local = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise SettingError(LOCAL_SETTINGS, "not readable as JSON") from None
+    if local.get("IsEncrypted"):
+        raise SettingError(LOCAL_SETTINGS, "its values are encrypted; run 'func settings decrypt'")
+    return {str(k): str(v) for k, v in (local.get("Values") or {}).items()}
+
+
+def apply_local_settings(folder: Path, environ: MutableMapping[str, str]) -> list[str]:
+    """Put ``local.settings.json``'s values into ``environ`` the way a local Functions host
+    does: a variable already set wins. Returns the names it set."""
+    added = []
+    for name, value in local_settings_values(folder).items():
+        if name not in environ:
+            environ[name] = value
+            added.append(name)
+    return added
 
 
 def running_in_azure(environ: Mapping[str, str] | "_Env") -> bool:

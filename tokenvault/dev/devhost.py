@@ -43,6 +43,7 @@ from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
 from .. import bootstrap, logfields
+from ..settings import apply_local_settings
 from .ncrontab import Schedule
 
 log = logging.getLogger("tokenvault.dev.devhost")
@@ -300,8 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = args.folder.resolve()
     settings_file = folder / "local.settings.json"
     local = json.loads(settings_file.read_text()) if settings_file.exists() else {}
-    for name, value in (local.get("Values") or {}).items():
-        os.environ.setdefault(name, str(value))
+    apply_local_settings(folder, os.environ)  # the same reading as the ops CLI's
     host_file = folder / "host.json"
     host_config = json.loads(host_file.read_text()) if host_file.exists() else {}
     port = args.port or int((local.get("Host") or {}).get("LocalHttpPort") or 7071)
