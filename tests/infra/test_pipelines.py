@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from tests.infra.templates import INFRA, ROOT
-from tests.support.https import HTTPSServer
 from tokenvault import cli
+from tokenvault.dev.tls import HTTPSServer
 
 TRIGGER = INFRA / "pipelines" / "trigger-sweep.sh"
 GITHUB = ROOT / ".github" / "workflows" / "rotate-keys.yml"

@@ -19,9 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from tests.support.entra import FEDERATION_AUDIENCE
 from tokenvault.adapters.entra import EntraIdentityProvider
 from tokenvault.clouds import CHINA, PUBLIC, US_GOVERNMENT
+from tokenvault.dev.entra_fake import FEDERATION_AUDIENCE
 from tokenvault.errors import InternalError, SettingError
 from tokenvault.sensitive import Sensitive
 from tokenvault.settings import BackendSettings, CredentialKind, Settings

@@ -1,4 +1,4 @@
-"""The token endpoint of the Entra fake (``tests.support.entra``): client authentication,
+"""The token endpoint of the Entra fake (``tokenvault.dev.entra_fake``): client authentication,
 the OBO, refresh-token and client-credentials grants, and the faults, with Entra's error
 shapes (``error``, ``error_codes``, ``suberror``, ``claims``, ``Retry-After``).
 """
@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 if TYPE_CHECKING:
-    from tests.support.entra import FakeEntra
+    from .entra_fake import FakeEntra
 
 GRANT_JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"

@@ -1,5 +1,8 @@
 """An HTTPS fake of the Entra ID endpoints that msal and PyJWT call, run against unmodified.
 
+Development code (never deployed): the test suite's Entra, and the local identity provider
+of ``scripts/run`` (scripts/demo_idp.py), which must not depend on the tests.
+
 Per tenant (any lower-case GUID in the path) it serves::
 
     GET  /{tenant}/v2.0/.well-known/openid-configuration
@@ -29,8 +32,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler
+from typing import ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
@@ -38,8 +42,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.support import leaks
-from tests.support.entra_grants import (
+from .entra_fake_grants import (
     _FAULT_KINDS,
     DESCRIPTION_MARKER,
     FEDERATION_AUDIENCE,
@@ -51,7 +54,7 @@ from tests.support.entra_grants import (
     TokenEndpoint,
     error,
 )
-from tests.support.https import HTTPSServer, TestCA
+from .tls import HTTPSServer, TestCA
 
 __all__ = ["FakeEntra", "Fault", "SigningKey", "DESCRIPTION_MARKER", "GRANT_JWT_BEARER",
            "FEDERATION_AUDIENCE"]
@@ -83,6 +86,10 @@ class SigningKey:
 
 class FakeEntra:
     """The fake identity provider. ``authority_host`` is what TokenVault's setting points at."""
+
+    #: Called with every secret the fake issues or knows. The test suite's leak check sets it
+    #: (tests/support/leaks.py) and then searches all output for those secrets.
+    on_issue: ClassVar[Callable[[str], None]] = staticmethod(lambda secret: None)
 
     def __init__(self, ca: TestCA, *, client_id: str, client_secret: str) -> None:
         self._lock = threading.RLock()
@@ -247,7 +254,7 @@ class FakeEntra:
     def _remember(self, secret: str) -> None:
         with self._lock:
             self._issued.add(secret)
-        leaks.remember(secret)  # the suite-wide leak check searches all output for it
+        FakeEntra.on_issue(secret)
 
     def issued_secrets(self) -> frozenset[str]:
         """Every token the fake issued or minted, and every client secret it knows."""
