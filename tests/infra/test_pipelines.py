@@ -181,9 +181,9 @@ DOCUMENTED = [ROOT / "docs" / "operations.md", INFRA / "README.md", GITHUB, AZUR
 
 def documented_commands():
     for path in DOCUMENTED:
-        for match in re.finditer(r"python -m tokenvault ((?:keys|records|sweep)[^`\n|]*)",
+        for match in re.finditer(r"python -m tokenvault ((?:keys|records|sweep)[^`\n|;&]*)",
                                  path.read_text()):
-            command = match.group(1).strip()
+            command = re.sub(r"\s\d?>\S.*$", "", match.group(1)).strip()  # no redirections
             if "[" in command:  # a usage line such as `sweep [--tenant <tenant-id>]`
                 continue
             for placeholder, value in PLACEHOLDERS.items():
