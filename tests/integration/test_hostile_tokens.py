@@ -17,9 +17,9 @@ import time
 
 import pytest
 
-from tests.support.entra import SigningKey
 from tests.support.stack_fixtures import CALLER_APP, SCOPES, STRANGER_APP, new_id
 from tokenvault import bootstrap
+from tokenvault.dev.entra_fake import SigningKey
 from tokenvault.model import RecordKey
 
 
