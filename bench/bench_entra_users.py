@@ -50,8 +50,8 @@ _CHUNK = 64
 
 def _serve_fake(conn, folder: str, latency: float) -> None:
     """The child process: the fake, answering a few commands over the pipe."""
-    from tests.support.entra import FakeEntra
-    from tests.support.https import TestCA
+    from tokenvault.dev.entra_fake import FakeEntra
+    from tokenvault.dev.tls import TestCA
 
     ca = TestCA(Path(folder))
     with FakeEntra(ca, client_id=CLIENT_ID, client_secret=SECRET) as entra:

@@ -64,9 +64,9 @@ _SPAWN = multiprocessing.get_context("spawn")
 # --- the fakes, in a child process ----------------------------------------------------------
 
 def _serve_fakes(conn, folder: str, latency: float) -> None:
-    from tests.support.entra import FakeEntra
-    from tests.support.https import TestCA
     from tests.support.keyvault import FakeKeyVault
+    from tokenvault.dev.entra_fake import FakeEntra
+    from tokenvault.dev.tls import TestCA
 
     ca = TestCA(Path(folder))
     with FakeEntra(ca, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as entra, \

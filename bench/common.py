@@ -69,9 +69,9 @@ def _receive(conn, process, timeout: float = 120):
 
 def _serve_fakes(conn, folder: str) -> None:
     """The child process: the Entra and Key Vault fakes, steered over ``conn``."""
-    from tests.support.entra import FakeEntra
-    from tests.support.https import TestCA
     from tests.support.keyvault import FakeKeyVault
+    from tokenvault.dev.entra_fake import FakeEntra
+    from tokenvault.dev.tls import TestCA
 
     ca = TestCA(Path(folder))
     with FakeEntra(ca, client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as entra, \

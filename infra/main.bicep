@@ -1,5 +1,6 @@
-// TokenVault: a Python 3.11 Function App on Flex Consumption that keeps OAuth refresh tokens
-// encrypted under per-tenant keys held in Key Vault (docs/design.md).
+// TokenVault: a Python Function App (3.11 unless pythonVersion says otherwise) on Flex
+// Consumption that keeps OAuth refresh tokens encrypted under per-tenant keys held in Key
+// Vault (docs/design.md).
 //
 // Deploy into an existing resource group:
 //   az deployment group create -g <rg> -f infra/main.bicep \
@@ -73,10 +74,25 @@ param enablePurgeProtection bool = false
 @description('Memory of each Flex Consumption instance, in MB.')
 param instanceMemoryMB int = 2048
 
-@minValue(1)
+// Flex Consumption: "The lowest maximum scale is currently 40. The highest currently
+// supported value is 1000." https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#considerations
+@minValue(40)
 @maxValue(1000)
-@description('Upper bound of Flex Consumption scale-out.')
+@description('Upper bound of Flex Consumption scale-out (40 to 1000).')
 param maximumInstanceCount int = 100
+
+// Python versions of Flex Consumption (https://learn.microsoft.com/azure/azure-functions/flex-consumption-plan#supported-language-stack-versions;
+// 3.13 and later run on the versioned Python runtime, https://learn.microsoft.com/azure/azure-functions/python-313-changes).
+// A region may not offer every version yet: infra/preflight.sh asks
+// `az functionapp list-flexconsumption-runtimes` before a deployment. requirements.txt pins
+// azure-functions 1.x below 3.13 and 2.x from 3.13 on (the library's own Requires-Python).
+@allowed([
+  '3.11'
+  '3.12'
+  '3.13'
+])
+@description('Python version of the Function App.')
+param pythonVersion string = '3.11'
 
 @allowed([
   'Standard_ZRS'
@@ -141,8 +157,23 @@ module keyVault 'app/keyvault.bicep' = {
   }
 }
 
+// The function's roles exist before the site does (see function-rbac.bicep).
+module functionRbac 'app/function-rbac.bicep' = {
+  name: 'function-rbac'
+  params: {
+    functionIdentityId: identity.id
+    functionPrincipalId: identity.properties.principalId
+    vaultName: keyVault.outputs.vaultName
+    storageAccountName: storage.outputs.accountName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+  }
+}
+
 module api 'app/api.bicep' = {
   name: 'api'
+  dependsOn: [
+    functionRbac
+  ]
   params: {
     location: location
     tags: allTags
@@ -150,11 +181,12 @@ module api 'app/api.bicep' = {
     functionAppName: functionAppName
     identityId: identity.id
     identityClientId: identity.properties.clientId
-    storageAccountName: storage.outputs.accountName
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
+    storageEndpoints: storage.outputs.endpoints
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    pythonVersion: pythonVersion
     tokenVaultSettings: {
       TOKENVAULT_CLIENT_ID: tokenVaultClientId
       TOKENVAULT_CLIENT_ASSERTION: 'managed_identity'
@@ -174,14 +206,11 @@ module api 'app/api.bicep' = {
 module rbac 'app/rbac.bicep' = {
   name: 'rbac'
   params: {
-    functionIdentityId: identity.id
-    functionPrincipalId: identity.properties.principalId
     pipelinePrincipalId: pipelinePrincipalId
     vaultName: keyVault.outputs.vaultName
     storageAccountName: storage.outputs.accountName
     tableName: tableName
     functionAppName: api.outputs.functionAppName
-    applicationInsightsName: monitoring.outputs.applicationInsightsName
   }
 }
 

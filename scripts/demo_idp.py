@@ -1,9 +1,10 @@
 """LOCAL DEMO ONLY: an identity provider that plays Entra ID for ``scripts/run``.
 
-It is the test suite's HTTPS fake of Entra ID (``tests.support.entra.FakeEntra``: OpenID
-discovery, JWKS, the token endpoint with OBO and refresh, run against by the unmodified msal
-and PyJWT) plus one endpoint that exists nowhere else, so a developer can try the API with
-curl and no Azure tenant:
+It is the HTTPS fake of Entra ID the test suite uses (``tokenvault.dev.entra_fake.FakeEntra``:
+OpenID discovery, JWKS, the token endpoint with OBO and refresh, run against by the unmodified
+msal and PyJWT; development code, so the run path needs nothing from tests/) plus one
+endpoint that exists nowhere else, so a developer can try the API with curl and no Azure
+tenant:
 
     POST /_demo/user-token   form fields tid, oid   →  text/plain: a user access token for the
                                                        app (audience TOKENVAULT_CLIENT_ID)
@@ -20,8 +21,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.entra import FakeEntra
-from tests.support.https import TestCA
+from tokenvault.dev.entra_fake import FakeEntra
+from tokenvault.dev.tls import TestCA
 from tokenvault.model import is_valid_id
 
 __all__ = ["DemoIdentityProvider", "MINT_PATH"]

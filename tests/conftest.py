@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.https import TestCA
 from tokenvault.dev.azurite import Azurite
+from tokenvault.dev.tls import TestCA
 
 pytest_plugins = [
     "tests.support.kinds",

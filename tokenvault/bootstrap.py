@@ -41,9 +41,22 @@ if TYPE_CHECKING:  # the heavy imports stay out of function_app's import time
 
 __all__ = ["App", "Credentials", "compose", "build_keys", "build_records", "build_queue",
            "build_key_admin", "build_sweep", "api", "sweep", "health", "openapi", "install",
-           "reset", "current"]
+           "reset", "current", "LIBRARY_LOG_LEVELS", "quiet_libraries"]
 
 log = logging.getLogger("tokenvault.bootstrap")
+
+#: Levels of the libraries' loggers. They must be set here, in the process: the Functions host
+#: files every record of the Python worker under ``Function.<name>.User``, so host.json's
+#: per-logger levels never reach them, and at their default level every Key Vault, Table and
+#: Queue request (azure.core's http_logging_policy) and every token request (msal, urllib3)
+#: would be logged at Information in Azure. The dev host uses the same levels.
+LIBRARY_LOG_LEVELS = {"azure": logging.WARNING, "msal": logging.WARNING, "urllib3": logging.WARNING}
+
+
+def quiet_libraries() -> None:
+    """Set the libraries' logger levels (LIBRARY_LOG_LEVELS); idempotent."""
+    for name, level in LIBRARY_LOG_LEVELS.items():
+        logging.getLogger(name).setLevel(level)
 
 
 @dataclass(frozen=True)
@@ -233,6 +246,7 @@ def current() -> App:
         if _app is None:
             from .settings import Settings
 
+            quiet_libraries()  # before any SDK client exists, whatever the settings say
             try:
                 settings = Settings.from_environ()
                 if settings.in_azure:

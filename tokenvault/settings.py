@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import Enum
@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .clouds import PUBLIC_CLOUD
+from .clouds import PUBLIC, PUBLIC_CLOUD, Cloud, cloud_of
 from .errors import SettingError
 from .model import AppCaller, is_valid_id
 from .sensitive import Sensitive
 
 __all__ = ["Settings", "BackendSettings", "CredentialKind", "StorageConnection", "parse_duration",
-           "REFRESH_QUEUE"]
+           "REFRESH_QUEUE", "AZURE_MARKERS", "running_in_azure", "LOCAL_SETTINGS",
+           "local_settings_values", "apply_local_settings"]
 
 #: The sweep's queue. Fixed: the queue trigger names it, and ops tooling relies on it.
 REFRESH_QUEUE = "tokenvault-refresh"
@@ -31,6 +32,12 @@ DEFAULT_AUTHORITY_HOST = PUBLIC_CLOUD
 DEFAULT_REFRESH_SCHEDULE = "0 0 */6 * * *"
 DEFAULT_REFRESH_AFTER = timedelta(days=7)
 DEFAULT_KEY_CACHE_TTL = 300
+#: Variables the platform sets in every Function App, one of which marks "running in Azure".
+#: WEBSITE_SITE_NAME (read-only, the app's name) is there on every plan: the Functions host
+#: itself reads it as the site name, on Flex Consumption too. WEBSITE_INSTANCE_ID is NOT set on
+#: Flex Consumption (the host's own IsAppService() test is false there), so it can only be a
+#: second marker. https://learn.microsoft.com/azure/app-service/reference-app-settings#app-environment
+AZURE_MARKERS = ("WEBSITE_SITE_NAME", "WEBSITE_INSTANCE_ID")
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}\Z")
 _DURATION = re.compile(
     r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
@@ -72,12 +79,16 @@ class BackendSettings:
     table: str = "tokens"
     in_azure: bool = False
     refresh_queue: str = REFRESH_QUEUE
+    #: the Microsoft cloud of TOKENVAULT_AUTHORITY_HOST: its storage suffix and token exchange
+    #: audience (tokenvault/clouds.py).
+    cloud: Cloud = PUBLIC
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> "BackendSettings":
         """:raises SettingError: naming the first bad or missing setting."""
         env = _Env(os.environ if environ is None else environ)
-        in_azure = bool(env.get("WEBSITE_INSTANCE_ID"))
+        in_azure = running_in_azure(env)
+        cloud = cloud_of(env.get("TOKENVAULT_AUTHORITY_HOST"))
         key_vault_url = env.get("TOKENVAULT_KEY_VAULT_URL")
         keyring = env.get("TOKENVAULT_LOCAL_KEYRING")
         if key_vault_url:
@@ -88,7 +99,7 @@ class BackendSettings:
         elif in_azure:
             raise SettingError("TOKENVAULT_LOCAL_KEYRING",
                                "refused when running in Azure; set TOKENVAULT_KEY_VAULT_URL")
-        webjobs = _storage(env, "AzureWebJobsStorage")
+        webjobs = _storage(env, "AzureWebJobsStorage", cloud)
         own = env.get("TOKENVAULT_STORAGE")
         return cls(
             key_vault_url=key_vault_url.rstrip("/") if key_vault_url else None,
@@ -99,6 +110,7 @@ class BackendSettings:
             queue_storage=webjobs,
             table=_table("TOKENVAULT_TABLE", env.get("TOKENVAULT_TABLE") or "tokens"),
             in_azure=in_azure,
+            cloud=cloud,
         )
 
 
@@ -123,6 +135,10 @@ class Settings:
     @property
     def in_azure(self) -> bool:
         return self.backend.in_azure
+
+    @property
+    def cloud(self) -> Cloud:
+        return self.backend.cloud
 
     def with_backend(self, **changes: Any) -> "Settings":
         """These settings with some backend settings changed (tests: a queue of their own)."""
@@ -153,6 +169,47 @@ class Settings:
             refresh_after=_duration("TOKENVAULT_REFRESH_AFTER", env.get("TOKENVAULT_REFRESH_AFTER"),
                                     DEFAULT_REFRESH_AFTER),
         )
+
+
+#: The file of a Functions project folder whose ``Values`` a local run reads as app settings.
+LOCAL_SETTINGS = "local.settings.json"
+
+
+def local_settings_values(folder: Path) -> dict[str, str]:
+    """``Values`` of ``folder/local.settings.json`` (empty without the file).
+
+    :raises SettingError: the file is not JSON, or its values are encrypted (``func settings
+        encrypt``), which only Core Tools can read.
+    """
+    import json
+
+    path = Path(folder) / LOCAL_SETTINGS
+    if not path.is_file():
+        return {}
+    try:
+        local = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise SettingError(LOCAL_SETTINGS, "not readable as JSON") from None
+    if local.get("IsEncrypted"):
+        raise SettingError(LOCAL_SETTINGS, "its values are encrypted; run 'func settings decrypt'")
+    return {str(k): str(v) for k, v in (local.get("Values") or {}).items()}
+
+
+def apply_local_settings(folder: Path, environ: MutableMapping[str, str]) -> list[str]:
+    """Put ``local.settings.json``'s values into ``environ`` the way a local Functions host
+    does: a variable already set wins. Returns the names it set."""
+    added = []
+    for name, value in local_settings_values(folder).items():
+        if name not in environ:
+            environ[name] = value
+            added.append(name)
+    return added
+
+
+def running_in_azure(environ: Mapping[str, str] | "_Env") -> bool:
+    """True in a Function App in Azure (any plan), by a variable the platform always sets."""
+    get = environ.get
+    return any((get(name) or "").strip() for name in AZURE_MARKERS)
 
 
 class _Env:
@@ -199,8 +256,9 @@ def _client_credential(env: _Env) -> tuple[CredentialKind, Sensitive[str] | None
     return CredentialKind.MANAGED_IDENTITY, None, None, _guid("AZURE_CLIENT_ID", mi_client)
 
 
-def _storage(env: _Env, prefix: str) -> StorageConnection:
-    """A Functions-style connection: ``PREFIX`` (a connection string) or ``PREFIX__*`` (identity)."""
+def _storage(env: _Env, prefix: str, cloud: Cloud) -> StorageConnection:
+    """A Functions-style connection: ``PREFIX`` (a connection string) or ``PREFIX__*`` (identity):
+    service URIs, or an account name completed with the cloud's storage suffix."""
     value = env.get(prefix)
     if value:
         return _connection_string(prefix, value)
@@ -208,8 +266,8 @@ def _storage(env: _Env, prefix: str) -> StorageConnection:
     table = env.get(f"{prefix}__tableServiceUri")
     queue = env.get(f"{prefix}__queueServiceUri")
     if account:
-        table = table or f"https://{account}.table.core.windows.net"
-        queue = queue or f"https://{account}.queue.core.windows.net"
+        table = table or f"https://{account}.table.{cloud.storage_suffix}"
+        queue = queue or f"https://{account}.queue.{cloud.storage_suffix}"
     if not (table and queue):
         raise SettingError(prefix, "missing (a connection string, or identity-based "
                                    f"{prefix}__accountName)")

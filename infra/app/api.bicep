@@ -1,7 +1,9 @@
-// The Function App on a Flex Consumption plan: Python 3.11, code deployed to a blob container
-// read with the managed identity, every connection identity-based. Flex Consumption takes the
-// runtime from functionAppConfig; it refuses FUNCTIONS_WORKER_RUNTIME and
-// FUNCTIONS_EXTENSION_VERSION as app settings, so neither is set.
+// The Function App on a Flex Consumption plan: Python, code deployed to a blob container read
+// with the managed identity, every connection identity-based. Flex Consumption takes the
+// runtime from functionAppConfig and deprecates many site properties and app settings
+// (FUNCTIONS_WORKER_RUNTIME, FUNCTIONS_EXTENSION_VERSION, siteConfig.ftpsState, ...):
+// https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations
+// tests/infra/test_flex_rules.py keeps every one of them out of both templates.
 
 param location string
 param tags object
@@ -9,11 +11,13 @@ param planName string
 param functionAppName string
 param identityId string
 param identityClientId string
-param storageAccountName string
 param deploymentContainerUrl string
+@description('The account\'s blob, queue and table endpoints (primaryEndpoints): right in every cloud.')
+param storageEndpoints object
 param applicationInsightsName string
 param instanceMemoryMB int
 param maximumInstanceCount int
+param pythonVersion string
 @description('The TOKENVAULT_* settings of docs/design.md, and AZURE_CLIENT_ID.')
 param tokenVaultSettings object
 
@@ -54,7 +58,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
+      // No ftpsState: Flex Consumption rejects it (BadRequest 51021); FTP is off through
+      // the basicPublishingCredentialsPolicies below.
       http20Enabled: true
       remoteDebuggingEnabled: false
     }
@@ -75,7 +80,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: pythonVersion
       }
     }
   }
@@ -87,7 +92,11 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   properties: union(tokenVaultSettings, {
     // Identity-based host storage; the queue trigger and the records use the same
     // connection (TOKENVAULT_STORAGE is left unset, so it defaults to AzureWebJobsStorage).
-    AzureWebJobsStorage__accountName: storageAccountName
+    // Service URIs rather than __accountName: they carry the cloud's storage suffix, which
+    // sovereign clouds need (https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity).
+    AzureWebJobsStorage__blobServiceUri: storageEndpoints.blob
+    AzureWebJobsStorage__queueServiceUri: storageEndpoints.queue
+    AzureWebJobsStorage__tableServiceUri: storageEndpoints.table
     AzureWebJobsStorage__credential: 'managedidentity'
     AzureWebJobsStorage__clientId: identityClientId
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString

@@ -40,12 +40,16 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
 }
 
 // Every read, write, delete and purge of a tenant key, with who did it: the evidence behind a
-// revocation or a leaked-key investigation (docs/operations.md).
+// revocation or a leaked-key investigation (docs/operations.md). Dedicated: the resource-
+// specific table AZKVAuditLogs rather than the shared AzureDiagnostics
+// (https://learn.microsoft.com/azure/azure-monitor/reference/tables/azkvauditlogs,
+// https://learn.microsoft.com/azure/azure-monitor/essentials/resource-logs#resource-specific).
 resource vaultAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'audit-to-log-analytics'
   scope: vault
   properties: {
     workspaceId: workspaceId
+    logAnalyticsDestinationType: 'Dedicated'
     logs: [
       {
         categoryGroup: 'audit'

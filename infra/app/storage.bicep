@@ -110,4 +110,11 @@ resource recordsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@20
 }
 
 output accountName string = account.name
+// The cloud's own endpoints (core.windows.net, core.usgovcloudapi.net, core.chinacloudapi.cn):
+// the app settings use them rather than a suffix of their own.
+output endpoints object = {
+  blob: account.properties.primaryEndpoints.blob
+  queue: account.properties.primaryEndpoints.queue
+  table: account.properties.primaryEndpoints.table
+}
 output deploymentContainerUrl string = '${account.properties.primaryEndpoints.blob}${deploymentContainer.name}'

@@ -49,14 +49,26 @@ def test_every_design_setting_is_wired_except_those_azure_must_not_have(settings
     assert not names & NOT_IN_AZURE.keys()
 
 
+HOST_STORAGE_URIS = {f"AzureWebJobsStorage__{service}ServiceUri" for service in ("blob", "queue", "table")}
+
+
 @pytest.mark.parametrize("settings", [bicep_app_settings, arm_app_settings], ids=["bicep", "arm"])
-def test_storage_is_identity_based_and_flex_consumption_settings_are_left_out(settings):
+def test_host_storage_is_identity_based_with_the_clouds_own_endpoints(settings):
     values = settings()
-    assert {"AzureWebJobsStorage__accountName", "AzureWebJobsStorage__clientId"} <= values.keys()
+    # A connection string would hold an account key.
+    assert "AzureWebJobsStorage" not in values
     assert values["AzureWebJobsStorage__credential"].strip("'") == "managedidentity"
-    # A connection string would hold an account key; Flex Consumption refuses the other two.
-    assert not values.keys() & {"AzureWebJobsStorage", "FUNCTIONS_WORKER_RUNTIME",
-                                "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE"}
+    assert "AzureWebJobsStorage__clientId" in values
+    # Service URIs, not __accountName: the host would build *.core.windows.net from a name,
+    # which is wrong in a sovereign cloud
+    # (https://learn.microsoft.com/azure/azure-functions/functions-reference#connecting-to-host-storage-with-an-identity).
+    assert HOST_STORAGE_URIS <= values.keys()
+    assert "AzureWebJobsStorage__accountName" not in values
+    for name in HOST_STORAGE_URIS:
+        service = name.removeprefix("AzureWebJobsStorage__").removesuffix("ServiceUri")
+        arm_value = (f"[reference(resourceId('Microsoft.Storage/storageAccounts', "
+                     f"variables('storageAccountName')), '2023-05-01').primaryEndpoints.{service}]")
+        assert values[name] in (f"storageEndpoints.{service}", arm_value), name
 
 
 def test_the_client_authenticates_with_the_user_assigned_identity_in_both_templates():
@@ -85,7 +97,8 @@ def resolve(expression: str) -> str:
     known = [
         (r"\[parameters\('(\w+)'\)\]", lambda m: param(m.group(1))),
         (r"\[string\(parameters\('(\w+)'\)\)\]", lambda m: param(m.group(1))),
-        (r"\[variables\('storageAccountName'\)\]", lambda m: "sttvexample"),
+        (r"\[reference\(.*storageAccounts.*\)\.primaryEndpoints\.(\w+)\]",
+         lambda m: f"https://sttvexample.{m.group(1)}.core.windows.net/"),
         (r"\[reference\(.*userAssignedIdentities.*\)\.clientId\]", lambda m: UAMI_CLIENT_ID),
         (r"\[reference\(.*KeyVault/vaults.*\)\.vaultUri\]",
          lambda m: "https://kv-tv-example.vault.azure.net/"),
@@ -103,8 +116,9 @@ def resolve(expression: str) -> str:
 
 def test_the_app_accepts_the_settings_the_arm_template_deploys():
     environ = {name: resolve(value) for name, value in arm_app_settings().items()}
-    environ["WEBSITE_INSTANCE_ID"] = "example-instance"  # what Azure adds: the app is in Azure
+    environ["WEBSITE_SITE_NAME"] = "func-tokenvault-example"  # what Azure adds: the app is in Azure
     settings = Settings.from_environ(environ)
+    assert settings.in_azure
     assert settings.client_id == CLIENT_ID
     assert settings.credential_kind is CredentialKind.MANAGED_IDENTITY
     assert settings.managed_identity_client_id == UAMI_CLIENT_ID

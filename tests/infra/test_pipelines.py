@@ -68,8 +68,17 @@ def test_both_pipelines_rotate_every_key_then_start_a_sweep_on_the_same_schedule
 def test_the_pipelines_give_the_cli_and_the_trigger_what_they_read(commands):
     text = (GITHUB if commands is github_commands else AZURE_DEVOPS).read_text()
     for name in ("TOKENVAULT_KEY_VAULT_URL", "AzureWebJobsStorage__accountName",
-                 "FUNCTION_APP_ID", "FUNCTION_APP_URL"):
+                 "TOKENVAULT_TABLE", "FUNCTION_APP_ID", "FUNCTION_APP_URL"):
         assert re.search(rf"^\s+{name}: ", text, re.M), name
+
+
+def test_azure_devops_defaults_the_table_as_github_does():
+    pipeline = yaml.safe_load(AZURE_DEVOPS.read_text())
+    [table] = [v for v in pipeline["variables"] if v.get("name") == "tokenVaultTable"]
+    assert table["value"] == "$[ coalesce(variables.TOKENVAULT_TABLE, 'tokens') ]"
+    [task] = [s for s in pipeline["steps"] if s.get("task") == "AzureCLI@2"]
+    assert task["env"]["TOKENVAULT_TABLE"] == "$(tokenVaultTable)"
+    assert github()["jobs"]["rotate"]["env"]["TOKENVAULT_TABLE"] == "${{ vars.TOKENVAULT_TABLE || 'tokens' }}"
 
 
 # --- every documented command is one the CLI accepts -------------------------------------
@@ -81,9 +90,9 @@ DOCUMENTED = [ROOT / "docs" / "operations.md", INFRA / "README.md", GITHUB, AZUR
 
 def documented_commands():
     for path in DOCUMENTED:
-        for match in re.finditer(r"python -m tokenvault ((?:keys|records|sweep)[^`\n|]*)",
+        for match in re.finditer(r"python -m tokenvault ((?:keys|records|sweep)[^`\n|;&]*)",
                                  path.read_text()):
-            command = match.group(1).strip()
+            command = re.sub(r"\s\d?>\S.*$", "", match.group(1)).strip()  # no redirections
             if "[" in command:  # a usage line such as `sweep [--tenant <tenant-id>]`
                 continue
             for placeholder, value in PLACEHOLDERS.items():

@@ -27,26 +27,38 @@ from tests.infra.templates import (
 )
 from tokenvault.settings import REFRESH_QUEUE
 
-ROLES = {  # Azure built-in role definition ids
-    "keyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
-    "keyVaultSecretsOfficer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
-    "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
-    "storageQueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
-    "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
-    "storageTableDataReader": "76199698-9eea-4c19-bc75-cec21354c6b6",
-    "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+#: Azure built-in roles, name → id, as Microsoft's table lists them:
+#: https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
+#: (storage: .../built-in-roles/storage, security: .../built-in-roles/security,
+#: monitor: .../built-in-roles/monitor). Every role id a template names must be one of these,
+#: under its own name.
+BUILT_IN_ROLES = {
+    "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+    "Storage Blob Data Owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "Storage Queue Data Contributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "Storage Table Data Contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "Storage Table Data Reader": "76199698-9eea-4c19-bc75-cec21354c6b6",
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
 }
+#: The templates' own names for them (``roles.keyVaultSecretsUser``): the role name, camelCase.
+ROLES = {name[0].lower() + name.replace(" ", "")[1:]: guid for name, guid in BUILT_IN_ROLES.items()}
 VAULT = "Microsoft.KeyVault/vaults"
 ACCOUNT = "Microsoft.Storage/storageAccounts"
 TABLE = "Microsoft.Storage/storageAccounts/tableServices/tables"
 # Least privilege, as (principal, role, scope type). "sweepTrigger" is the custom role whose
-# only action is Microsoft.Web/sites/host/listkeys/action.
-GRANTS = {
+# only action is Microsoft.Web/sites/host/listkeys/action. The function's storage roles are
+# the ones Microsoft lists for identity-based host storage, at the account as the Flex
+# Consumption quickstart assigns them: Table Data Contributor there also covers the host's
+# diagnostic events (https://learn.microsoft.com/azure/azure-functions/functions-reference#grant-permissions-to-an-identity).
+FUNCTION_GRANTS = {
     ("function", "keyVaultSecretsUser", VAULT),
     ("function", "storageBlobDataOwner", ACCOUNT),
     ("function", "storageQueueDataContributor", ACCOUNT),
-    ("function", "storageTableDataContributor", TABLE),
+    ("function", "storageTableDataContributor", ACCOUNT),
     ("function", "monitoringMetricsPublisher", "Microsoft.Insights/components"),
+}
+GRANTS = FUNCTION_GRANTS | {
     ("pipeline", "keyVaultSecretsOfficer", VAULT),
     ("pipeline", "storageTableDataReader", TABLE),
     ("pipeline", "sweepTrigger", "Microsoft.Web/sites"),
@@ -64,7 +76,6 @@ SECURITY = [  # (resource type, property, required value) — in both templates
     ("Microsoft.Web/sites", "httpsOnly", True),
     ("Microsoft.Web/sites", "minTlsVersion", "1.2"),
     ("Microsoft.Web/sites", "scmMinTlsVersion", "1.2"),
-    ("Microsoft.Web/sites", "ftpsState", "Disabled"),
     ("Microsoft.Web/sites", "remoteDebuggingEnabled", False),
     ("Microsoft.Insights/components", "DisableLocalAuth", True),
 ]
@@ -141,10 +152,11 @@ def test_publishing_with_passwords_is_off_in_both_templates():
 
 # --- who may do what ----------------------------------------------------------------------
 
-def bicep_grants() -> set[tuple[str, str, str]]:
+def bicep_grants(only=None) -> set[tuple[str, str, str]]:
     resources = bicep_resources()
     grants = set()
-    for r in (r for r in resources if r.type == "Microsoft.Authorization/roleAssignments"):
+    for r in (r for r in resources if r.type == "Microsoft.Authorization/roleAssignments"
+              and (only is None or r.file == only)):
         scope = next(s.type for s in resources if s.file == r.file and s.symbol == r.value("scope"))
         role = re.search(r"roles\.(\w+)|(sweepTriggerRole)", r.value("roleDefinitionId"))
         grants.add((r.value("principalId").removesuffix("PrincipalId"),
@@ -169,16 +181,72 @@ def test_each_principal_gets_exactly_the_least_privileged_roles_in_both_template
     assert arm_grants() == GRANTS
 
 
-def test_the_role_ids_are_the_built_in_ones_in_both_templates():
-    rbac = bicep_text(INFRA / "app" / "rbac.bicep")
-    assert {k: bicep_literal(v) for k, v in bicep_object(rbac, "var roles =").items()} == ROLES
-    assert arm()["variables"]["roles"] == ROLES
+def bicep_role_ids() -> dict[str, str]:
+    """Every ``var roles = {...}`` of the Bicep modules, merged (a name must mean one id)."""
+    found: dict[str, str] = {}
+    for path in sorted((INFRA / "app").glob("*.bicep")):
+        text = bicep_text(path)
+        if "var roles =" in text:
+            for name, value in bicep_object(text, "var roles =").items():
+                assert found.setdefault(name, bicep_literal(value)) == bicep_literal(value), name
+    return found
+
+
+@pytest.mark.parametrize("ids", [bicep_role_ids, lambda: arm()["variables"]["roles"]],
+                         ids=["bicep", "arm"])
+def test_every_role_id_is_the_documented_built_in_role_of_its_name(ids):
+    named = ids()
+    assert named, "no role ids found"
+    for name, guid in named.items():
+        assert ROLES.get(name) == guid, f"{name} = {guid} is not that built-in role"
+
+
+def test_both_templates_name_the_same_role_ids():
+    assert bicep_role_ids() == arm()["variables"]["roles"]
+
+
+def test_the_documented_role_table_is_what_the_check_compares_against():
+    # The check above is only as good as this table: one id per name, all distinct GUIDs.
+    assert len(set(BUILT_IN_ROLES.values())) == len(BUILT_IN_ROLES)
+    assert all(re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", g)
+               for g in BUILT_IN_ROLES.values())
+    assert ROLES["storageTableDataContributor"] == BUILT_IN_ROLES["Storage Table Data Contributor"]
 
 
 def test_the_function_identity_can_read_tenant_keys_but_never_set_them():
-    on_vault = {role for who, role, scope in GRANTS if who == "function" and scope == VAULT}
+    on_vault = {role for who, role, scope in bicep_grants() | arm_grants()
+                if who == "function" and scope == VAULT}
     assert on_vault == {"keyVaultSecretsUser"}
-    assert ROLES["keyVaultSecretsUser"] == "4633458b-17de-408a-b874-0445c86b69e6"
+
+
+# --- the function's roles exist before the site starts --------------------------------------
+
+def test_bicep_assigns_the_function_roles_in_a_module_the_site_waits_for():
+    main = bicep_text(INFRA / "main.bicep")
+    api = re.search(r"^module api 'app/api.bicep' = \{", main, re.M)
+    assert api, "no api module"
+    api_block = main[api.start():main.index("\n}\n", api.start())]
+    waits_for = re.search(r"dependsOn: \[([^\]]*)\]", api_block)
+    assert waits_for and "functionRbac" in waits_for.group(1).split()
+    assert "module functionRbac 'app/function-rbac.bicep'" in main
+    assert bicep_grants(INFRA / "app" / "function-rbac.bicep") == FUNCTION_GRANTS
+    # and nothing in that module needs the site, or the order could not hold
+    assert "Microsoft.Web/sites" not in bicep_text(INFRA / "app" / "function-rbac.bicep")
+
+
+def test_the_arm_site_depends_on_every_function_role_assignment():
+    site = arm_only("Microsoft.Web/sites")
+    depends = site["dependsOn"]
+    function_assignments = [r for r in arm_resources()
+                            if r["type"] == "Microsoft.Authorization/roleAssignments"
+                            and "pipelinePrincipalId" not in json.dumps(r)]
+    assert len(function_assignments) == len(FUNCTION_GRANTS)
+    for r in function_assignments:
+        name = r["name"][1:-1]  # the guid(...) expression, without the brackets
+        owner = re.search(r"resourceId\('([^']+)', variables\('(\w+)'\)\)", r["name"]).group(0)
+        expected = (f"[extensionResourceId({owner}, 'Microsoft.Authorization/roleAssignments', "
+                    f"{name})]")
+        assert expected in depends, f"the site does not wait for {r['name']}"
 
 
 def test_the_sweep_trigger_role_can_only_read_the_host_keys():

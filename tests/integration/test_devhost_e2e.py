@@ -6,6 +6,8 @@ local keyring file. Also the demo identity provider of ``scripts/run``."""
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import jwt
 import pytest
@@ -136,8 +138,26 @@ def test_health_and_the_openapi_document_over_http(served, http):
 
 def test_unknown_routes_and_methods(served, http):
     assert http.get(f"{served.api}/nothing-here").status_code == 404
-    assert http.put(f"{served.api}/tokens").status_code == 405
+    assert http.put(f"{served.api}/tokens").status_code == 404  # as the Functions host answers
     assert http.get(f"{served.url}/elsewhere").status_code == 404
+    assert http.get(f"{served.api}/HEALTH").status_code == 200  # routes ignore case, as there
+
+
+def test_a_burst_of_concurrent_clients_gets_answers_not_resets(served):
+    # Python's default listen backlog (5) reset connections under ~20 concurrent clients.
+    # Each client opens its own connection at once; every one must get its answer.
+    clients = 48
+    barrier = threading.Barrier(clients)
+
+    def one(_: int) -> int:
+        with requests.Session() as session:
+            session.trust_env = False
+            barrier.wait(timeout=30)
+            return session.get(f"{served.api}/health", timeout=30).status_code
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        statuses = list(pool.map(one, range(clients)))
+    assert statuses == [200] * clients
 
 
 def test_the_dev_host_logs_requests_but_no_secret(served, http, entra_server):

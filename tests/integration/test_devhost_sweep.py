@@ -159,3 +159,31 @@ def test_a_message_that_keeps_failing_goes_to_the_poison_queue_and_the_plan_says
     assert last["attempt"] == 5 and last["run"] == "r1"
     assert stack.app.sweep.plan_run().poisoned == 1
     assert summaries(caplog, "sweep.plan")[-1]["poisoned"] == 1
+
+
+def test_a_message_that_is_not_base64_is_poisoned_at_once_and_the_loop_goes_on(
+        fixed_queue_stack, serve, caplog):
+    # The host cannot decode it, so the function never sees it: straight to the poison queue
+    # (the real host does the same, docs/field-notes.md). The queue loop must survive it.
+    stack = fixed_queue_stack
+    tenant = stack.onboard()
+    seed(stack, tenant, 5, due=0)
+    latest = stack.admin.rotate(tenant).version
+    stack.expire_key_cache()
+    caplog.set_level(logging.INFO)
+    with queue_client(stack, REFRESH_QUEUE) as raw:  # no encoding policy: the text as is
+        raw.send_message("%%% not base64 at all %%%")
+    host = serve(NEVER_SOON)
+
+    wait_until(lambda: queue_length(stack, REFRESH_QUEUE + POISON_SUFFIX) == 1,
+               "the message to be poisoned")
+    assert executed(caplog, "refresh_work") == 0
+    assert not [r for r in caplog.records if r.getMessage() == "Executed 'refresh_work' (Failed)"]
+    with queue_client(stack, REFRESH_QUEUE + POISON_SUFFIX) as poison:
+        [kept] = poison.peek_messages()
+    assert kept.content == "%%% not base64 at all %%%"
+
+    # ...and what comes after it is still worked.
+    assert host.run_now("refresh_plan", b"{}").status_code == 202
+    wait_until(lambda: all_on(stack, tenant, latest), "the records to be rewrapped")
+    wait_until(lambda: queue_length(stack) == 0, "the queue to be drained")

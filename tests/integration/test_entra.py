@@ -16,8 +16,8 @@ import jwt
 import msal
 import pytest
 
-from tests.support.entra_grants import DEFAULT_CLAIMS_CHALLENGE, DESCRIPTION_MARKER
 from tokenvault.adapters.entra import EntraIdentityProvider
+from tokenvault.dev.entra_fake_grants import DEFAULT_CLAIMS_CHALLENGE, DESCRIPTION_MARKER
 from tokenvault.errors import (
     BadRequest,
     InvalidToken,

@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from tests.support.entra import FEDERATION_AUDIENCE
 from tokenvault.adapters.entra import EntraIdentityProvider
+from tokenvault.clouds import CHINA, PUBLIC, US_GOVERNMENT
+from tokenvault.dev.entra_fake import FEDERATION_AUDIENCE
 from tokenvault.errors import InternalError, SettingError
 from tokenvault.sensitive import Sensitive
 from tokenvault.settings import BackendSettings, CredentialKind, Settings
@@ -187,14 +188,16 @@ class _ManagedIdentityEndpoint:
         self._thread.join(timeout=5)
 
 
+@pytest.mark.parametrize("cloud", [PUBLIC, US_GOVERNMENT, CHINA], ids=lambda c: c.name)
 def test_a_managed_identity_is_the_federated_credential(entra, entra_session, monkeypatch,
-                                                        tenant, oid):
+                                                        tenant, oid, cloud):
     app_id, identity, home = (str(uuid.uuid4()) for _ in range(3))
     identity_token = entra.app_token(home, identity, aud=FEDERATION_AUDIENCE)
     federated = _claims(Sensitive(identity_token))
     entra.register_client(app_id, federated=(federated["iss"], federated["sub"]))
     settings = app_settings(client_id=app_id, credential_kind=CredentialKind.MANAGED_IDENTITY,
-                        managed_identity_client_id=identity, authority_host=entra.authority_host)
+                            managed_identity_client_id=identity,
+                            authority_host=entra.authority_host).with_backend(cloud=cloud)
 
     with _ManagedIdentityEndpoint(identity_token, header="identity-header-value") as endpoint:
         monkeypatch.setenv("IDENTITY_ENDPOINT", endpoint.url)
@@ -205,8 +208,9 @@ def test_a_managed_identity_is_the_federated_credential(entra, entra_session, mo
         provider.refresh(tenant, grant.refresh_token, GRAPH)
 
     assert _claims(grant.access_token)["azp"] == app_id
-    # azure.identity asked once, for the federation audience, as the user-assigned identity.
-    assert endpoint.asked == [("api://AzureADTokenExchange", identity)]
+    # azure.identity asked once, for the cloud's federation audience, as the user-assigned
+    # identity (the fake Entra stands in for any cloud's here).
+    assert endpoint.asked == [(cloud.token_exchange_audience, identity)]
 
 
 def test_a_managed_identity_entra_does_not_trust_is_an_internal_error(entra, entra_session,

@@ -16,7 +16,6 @@ import time
 
 import pytest
 
-from tests.support.entra import SigningKey
 from tests.support.stack_fixtures import (
     CALLER_APP,
     CALLER_TENANT,
@@ -25,6 +24,7 @@ from tests.support.stack_fixtures import (
     StorageRequests,
     new_id,
 )
+from tokenvault.dev.entra_fake import SigningKey
 from tokenvault.model import RecordKey
 
 

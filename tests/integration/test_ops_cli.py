@@ -4,8 +4,10 @@ what the app answers in between."""
 
 import io
 import json
+import os
 import subprocess
 import sys
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -199,3 +201,50 @@ def test_sweep_reports_refreshes_of_due_records(cli, stack):
     assert all(r.refreshed_at > stack.clock.now() - timedelta(minutes=1)
                for r in (stack.records.get(RecordKey(tenant, s.user_id))
                          for s in stack.records.scan(tenant)))
+
+
+# --- run in the project folder: local.settings.json's Values, the environment first ----------
+
+@pytest.fixture
+def project_folder(tmp_path, monkeypatch):
+    """A Functions project folder as the CLI finds it, and an environment without the app's
+    settings (restored afterwards: the CLI writes the file's values into os.environ)."""
+    monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items()
+                                        if not k.startswith(("TOKENVAULT_", "AzureWebJobs"))})
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "local.settings.json").write_text(json.dumps({
+        "IsEncrypted": False,
+        "Values": {"TOKENVAULT_LOCAL_KEYRING": "from-file-keyring.json",
+                   "AzureWebJobsStorage": "UseDevelopmentStorage=true"}}))
+    return tmp_path
+
+
+def test_run_in_the_project_folder_it_reads_local_settings_values(project_folder, capsys):
+    tenant = str(uuid.uuid4())
+    assert main(["keys", "create", "--tenant", tenant, "--json"]) == 0
+    assert tenant in (project_folder / "from-file-keyring.json").read_text()
+    assert json.loads(capsys.readouterr().out)["tenant_id"] == tenant
+
+
+def test_a_variable_set_in_the_environment_wins_over_the_file(project_folder, capsys):
+    os.environ["TOKENVAULT_LOCAL_KEYRING"] = str(project_folder / "from-env-keyring.json")
+    tenant = str(uuid.uuid4())
+    assert main(["keys", "create", "--tenant", tenant]) == 0
+    assert (project_folder / "from-env-keyring.json").exists()
+    assert not (project_folder / "from-file-keyring.json").exists()
+
+
+def test_encrypted_local_settings_are_a_usage_error_naming_the_file(project_folder, capsys):
+    (project_folder / "local.settings.json").write_text(json.dumps({"IsEncrypted": True,
+                                                                     "Values": {"X": "enc"}}))
+    with pytest.raises(SystemExit) as exited:
+        main(["keys", "list"])
+    assert exited.value.code == 2
+    assert "local.settings.json" in capsys.readouterr().err
+
+
+def test_help_says_where_settings_come_from(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "local.settings.json" in text and "environment wins" in text

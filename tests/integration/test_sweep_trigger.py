@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler
 import pytest
 
 from tests.infra.templates import INFRA
-from tests.support.https import HTTPSServer
+from tokenvault.dev.tls import HTTPSServer
 
 TRIGGER = INFRA / "pipelines" / "trigger-sweep.sh"
 APP_ID = ("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-tv/providers/"

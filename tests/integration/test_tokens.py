@@ -18,9 +18,9 @@ import pytest
 import requests
 from requests.adapters import HTTPAdapter
 
-from tests.support.entra import SigningKey
 from tokenvault.adapters.caller_tokens import CallerTokenValidator
 from tokenvault.clouds import PUBLIC_CLOUD
+from tokenvault.dev.entra_fake import SigningKey
 from tokenvault.errors import InvalidToken, UpstreamUnavailable
 from tokenvault.model import CallerKind
 

@@ -13,8 +13,8 @@ import uuid
 import pytest
 import requests
 
-from tests.support.entra import FakeEntra
-from tests.support.https import TestCA
+from tokenvault.dev.entra_fake import FakeEntra
+from tokenvault.dev.tls import TestCA
 
 #: The app registration TokenVault runs as, in tests (``TOKENVAULT_CLIENT_ID``).
 CLIENT_ID = "3b9f0c1e-5d7a-4e2b-9c8d-0a1b2c3d4e5f"

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler
 
 import jwt
 
-from tests.support.https import HTTPSServer, TestCA
+from tokenvault.dev.tls import HTTPSServer, TestCA
 
 __all__ = ["FakeGraph", "GRAPH_AUDIENCE"]
 

@@ -31,8 +31,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from azure.core.credentials import AccessToken
 
-from tests.support.https import HTTPSServer, TestCA
 from tests.support.leaks import remember
+from tokenvault.dev.tls import HTTPSServer, TestCA
 
 __all__ = ["FakeKeyVault", "StaticTokenCredential", "ManualMonotonic", "FAKE_VAULT_TENANT"]
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 from azure.keyvault.secrets import SecretClient
 
-from tests.support.https import TestCA
 from tests.support.keyvault import FakeKeyVault, StaticTokenCredential
+from tokenvault.dev.tls import TestCA
 
 
 def keyvault_client_options(ca: TestCA, **extra) -> dict:

@@ -1,6 +1,7 @@
 """What kind a test is, said by its folder, and what a unit test may not do.
 
-Every test under ``tests/integration`` is marked ``integration``: the folder is the one place
+Every test under ``tests/integration`` — and the samples' own tests under ``samples/``, which
+serve a stand-in vault on a local socket — is marked ``integration``: the folder is the one place
 that says it, so a new module cannot forget a ``pytestmark`` and slip into the unit run
 (``pytest -m "not integration"``, ``scripts/test --unit``). Everything else (``tests/unit``,
 and ``tests/infra``, which reads templates and pipelines as files) is a unit test: no Azurite,
@@ -27,6 +28,7 @@ from pathlib import Path
 import pytest
 
 INTEGRATION = Path(__file__).resolve().parent.parent / "integration"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 
 #: Session fixtures that start something: Azurite (a node process), the test CA every HTTPS
 #: fake needs, and the fakes of Entra ID and Key Vault.
@@ -44,7 +46,8 @@ class UnitTestBoundaryError(RuntimeError):
 
 
 def is_integration(item: pytest.Item) -> bool:
-    return INTEGRATION in Path(item.path).resolve().parents
+    parents = Path(item.path).resolve().parents
+    return INTEGRATION in parents or SAMPLES in parents
 
 
 def pytest_collection_modifyitems(config, items) -> None:

@@ -69,6 +69,9 @@ _recorder = _Recorder(level=logging.DEBUG)
 
 
 def pytest_sessionstart(session) -> None:
+    from tokenvault.dev.entra_fake import FakeEntra
+
+    FakeEntra.on_issue = remember  # every token the Entra fake issues is searched for
     root = logging.getLogger()
     root.addHandler(_recorder)
     # Records below the root's level never reach a handler; the code under test logs at

@@ -43,10 +43,31 @@ def test_routes_with_parameters_and_query(host):
     assert json.loads(response.get_body()) == {"a": "x1", "b": "y2", "z": "3"}
 
 
-def test_method_and_path_mismatches(host):
-    assert host.http("DELETE", "/api/things/x/y", {}, b"").status_code == 405
+def test_a_method_the_route_does_not_declare_is_not_found_as_on_the_host(host):
+    # The Functions host answers 404, not 405, for a method a route does not declare.
+    assert host.http("DELETE", "/api/things/x/y", {}, b"").status_code == 404
+    assert host.http("PUT", "/api/things", {}, b"").status_code == 404
     assert host.http("GET", "/api/nothing", {}, b"").status_code == 404
     assert host.http("GET", "/things/x/y", {}, b"").status_code == 404
+
+
+def test_routes_match_case_insensitively_and_keep_the_values_case(host):
+    response = host.http("GET", "/API/Things/X1/Y2", {}, b"")
+    assert response.status_code == 200
+    assert json.loads(response.get_body()) == {"a": "X1", "b": "Y2"}
+    assert host.http("post", "/api/THINGS", {}, b"hi").status_code == 201
+
+
+def test_route_literals_are_not_patterns(monkeypatch):
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+
+    @app.route(route="openapi.json", methods=["GET"])
+    def openapi(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("{}")
+
+    h = DevHost(app)
+    assert h.http("GET", "/api/openapi.json", {}, b"").status_code == 200
+    assert h.http("GET", "/api/openapiXjson", {}, b"").status_code == 404
 
 
 def test_the_body_reaches_the_function(host):

@@ -34,7 +34,7 @@ def test_nonce_is_random():
 
 
 # A known-answer vector, computed once with the cryptography package's AESGCM alone (not with
-# seal) from DESIGN.md's layout, and written out so no change to the envelope code can move it:
+# seal) from docs/design.md's layout, and written out so no change to the envelope code can move it:
 #   0x01 || nonce || AESGCM(KAT_KEY).encrypt(nonce, UTF-8 token, associated data)
 KAT_KEY = bytes.fromhex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
 KAT_NONCE = bytes.fromhex("cafebabefacedbaddecaf888")

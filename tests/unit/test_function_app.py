@@ -3,6 +3,7 @@ settings are wrong, and that its OpenAPI document matches what it declares."""
 
 import json
 import logging
+from pathlib import Path
 
 import azure.functions as func
 import pytest
@@ -10,8 +11,10 @@ import pytest
 import function_app
 from tokenvault import bootstrap
 from tokenvault.dev.devhost import index_functions
+from tokenvault.errors import SettingError
 from tokenvault.openapi import document
 
+ROOT = Path(__file__).resolve().parents[2]
 CLIENT = "3b9f0c1e-5d7a-4e2b-9c8d-0a1b2c3d4e5f"
 FUNCTIONS = {f.get_function_name(): f for f in index_functions(function_app.app)}
 
@@ -88,7 +91,7 @@ def test_health_and_openapi_answer_without_composing_the_app(unconfigured):
 def test_in_azure_the_log_fields_go_into_the_message_text(unconfigured, monkeypatch):
     from tokenvault.logfields import FieldsInMessage
 
-    azure = {"WEBSITE_INSTANCE_ID": "instance-1", "TOKENVAULT_CLIENT_ID": CLIENT,
+    azure = {"WEBSITE_SITE_NAME": "func-tokenvault-x", "TOKENVAULT_CLIENT_ID": CLIENT,
              "TOKENVAULT_CLIENT_ASSERTION": "managed_identity", "AZURE_CLIENT_ID": CLIENT,
              "TOKENVAULT_KEY_VAULT_URL": "https://tv.vault.azure.net",
              "AzureWebJobsStorage__accountName": "tvstore"}
@@ -103,3 +106,48 @@ def test_in_azure_the_log_fields_go_into_the_message_text(unconfigured, monkeypa
         for handler in root.handlers:
             for added in [f for f in handler.filters if isinstance(f, FieldsInMessage)]:
                 handler.removeFilter(added)
+
+
+# --- logging in Azure: the app sets the libraries' levels, sampling keeps the sweep lines ----
+
+NOISY = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity", "msal",
+         "urllib3.connectionpool")
+
+
+@pytest.fixture
+def library_levels_unset():
+    """The libraries' loggers as a fresh worker process has them (NOTSET: root's level)."""
+    saved = {name: logging.getLogger(name).level
+             for name in (*bootstrap.LIBRARY_LOG_LEVELS, *NOISY, "urllib3")}
+    root_level = logging.getLogger().level
+    for name in saved:
+        logging.getLogger(name).setLevel(logging.NOTSET)
+    logging.getLogger().setLevel(logging.INFO)  # the worker forwards Information
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger().setLevel(root_level)
+
+
+def test_the_app_itself_keeps_sdk_request_logs_out_of_information(unconfigured,
+                                                                   library_levels_unset):
+    # host.json cannot do this: the host files all worker logs under Function.<name>.User.
+    assert all(logging.getLogger(name).isEnabledFor(logging.INFO) for name in NOISY)
+    with pytest.raises(SettingError):
+        bootstrap.current()  # levels are set first, even when the settings are wrong
+    for name in NOISY:
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+        assert logging.getLogger(name).isEnabledFor(logging.WARNING), name
+    assert logging.getLogger("tokenvault.sweep").isEnabledFor(logging.INFO)
+
+
+def test_sampling_never_drops_a_trace_so_the_sweep_summaries_all_arrive():
+    # The sweep.plan / sweep.batch summaries are log records, i.e. Application Insights
+    # traces; excludedTypes lists what is never sampled
+    # (https://learn.microsoft.com/azure/azure-functions/functions-host-json#applicationinsightssamplingsettings).
+    host = json.loads((ROOT / "host.json").read_text())
+    sampling = host["logging"]["applicationInsights"]["samplingSettings"]
+    excluded = {t.strip() for t in (sampling.get("excludedTypes") or "").split(";")}
+    assert sampling.get("isEnabled") is False or "Trace" in excluded
+    # and their level is one the host forwards
+    assert host["logging"]["logLevel"]["Function"] in ("Information", "Debug", "Trace")

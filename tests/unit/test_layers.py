@@ -143,3 +143,62 @@ def test_the_core_may_use_the_standard_library_cryptography_and_itself():
     source = ("import json\nfrom cryptography.hazmat.primitives.ciphers.aead import AESGCM\n"
               "from .errors import VaultError\n")
     assert violations("tokenvault.envelope", imports_of(source, "tokenvault.envelope")) == []
+
+
+# --- the local run path (scripts/run) stands without the tests ------------------------------
+
+def imported_by(path: Path, module: str) -> set[str]:
+    return imports_of(path.read_text(encoding="utf-8"), module,
+                      is_package=path.name == "__init__.py")
+
+
+def run_path_closure(start: str) -> set[str]:
+    """Every module of ours (tokenvault, scripts, function_app, tests) reachable by import from
+    ``start``, following function-level imports too."""
+    def path_of(name: str) -> Path | None:
+        base = ROOT.joinpath(*name.split("."))
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    seen, todo = set(), [start]
+    while todo:
+        name = todo.pop()
+        path = path_of(name)
+        if name in seen or path is None:
+            continue
+        seen.add(name)
+        for imported in imported_by(path, name):
+            if imported.split(".")[0] in ("tokenvault", "scripts", "function_app", "tests"):
+                parts = imported.split(".")
+                # `from x import y` names a module or a name in it: follow whichever exists
+                todo += [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+    return seen
+
+
+def test_nothing_in_the_package_imports_the_tests():
+    offenders = sorted(m for m, (source, pkg) in MODULES.items()
+                       if any(i == "tests" or i.startswith("tests.")
+                              for i in imports_of(source, m, is_package=pkg)))
+    assert offenders == []
+
+
+def test_scripts_run_needs_nothing_from_the_tests():
+    reached = run_path_closure("scripts.local_run")
+    assert "scripts.demo_idp" in reached and "tokenvault.dev.entra_fake" in reached
+    assert sorted(m for m in reached if m == "tests" or m.startswith("tests.")) == []
+
+
+def test_the_closure_would_see_an_import_of_the_tests(tmp_path, monkeypatch):
+    # The check above can fail: a module that imports tests.support is reported.
+    fake_root = tmp_path
+    (fake_root / "scripts").mkdir()
+    (fake_root / "scripts" / "__init__.py").write_text("")
+    (fake_root / "scripts" / "go.py").write_text("from tests.support.thing import X\n")
+    (fake_root / "tests" / "support").mkdir(parents=True)
+    (fake_root / "tests" / "__init__.py").write_text("")
+    (fake_root / "tests" / "support" / "__init__.py").write_text("")
+    (fake_root / "tests" / "support" / "thing.py").write_text("X = 1\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", fake_root)
+    assert "tests.support.thing" in run_path_closure("scripts.go")

@@ -4,9 +4,10 @@ from datetime import timedelta
 
 import pytest
 
+from tokenvault.clouds import CHINA, PUBLIC, US_GOVERNMENT
 from tokenvault.errors import SettingError
 from tokenvault.model import AppCaller
-from tokenvault.settings import CredentialKind, Settings, parse_duration
+from tokenvault.settings import CredentialKind, Settings, parse_duration, running_in_azure
 
 CLIENT = "11111111-2222-3333-4444-555555555555"
 BASE = {
@@ -48,6 +49,7 @@ def test_defaults():
     ({"TOKENVAULT_REDEEM_CALLERS": f"{CLIENT}@contoso.com"}, "TOKENVAULT_REDEEM_CALLERS"),
     ({"TOKENVAULT_LOCAL_KEYRING": None}, "TOKENVAULT_KEY_VAULT_URL"),
     ({"TOKENVAULT_KEY_VAULT_URL": "http://vault"}, "TOKENVAULT_KEY_VAULT_URL"),
+    ({"WEBSITE_SITE_NAME": "func-tokenvault-x"}, "TOKENVAULT_LOCAL_KEYRING"),
     ({"WEBSITE_INSTANCE_ID": "abc"}, "TOKENVAULT_LOCAL_KEYRING"),
     ({"TOKENVAULT_KEY_CACHE_TTL": "5m"}, "TOKENVAULT_KEY_CACHE_TTL"),
     ({"TOKENVAULT_KEY_CACHE_TTL": "-1"}, "TOKENVAULT_KEY_CACHE_TTL"),
@@ -86,6 +88,49 @@ def test_identity_based_storage_as_on_flex_consumption():
     assert s.backend.queue_storage.queue_endpoint == "https://tvstore.queue.core.windows.net"
     assert s.backend.storage.client_id == "aaaaaaaa-0000-0000-0000-000000000001"
     assert s.backend.key_vault_url == "https://tv.vault.azure.net" and s.backend.local_keyring is None
+
+
+@pytest.mark.parametrize("environ, in_azure", [
+    # Flex Consumption: the site name is set, an App Service instance id is not.
+    ({"WEBSITE_SITE_NAME": "func-tokenvault-x", "CONTAINER_NAME": "x"}, True),
+    ({"WEBSITE_INSTANCE_ID": "abc"}, True),  # App Service plans
+    ({"WEBSITE_SITE_NAME": "  "}, False),
+    ({"FUNCTIONS_CORETOOLS_ENVIRONMENT": "true"}, False),  # func start on a laptop
+    ({}, False),
+])
+def test_azure_is_recognised_by_a_variable_every_plan_sets(environ, in_azure):
+    assert running_in_azure(environ) is in_azure
+    backend = settings(TOKENVAULT_LOCAL_KEYRING=None, TOKENVAULT_KEY_VAULT_URL="https://v.vault.azure.net",
+                       **environ).backend
+    assert backend.in_azure is in_azure
+
+
+@pytest.mark.parametrize("authority_host, cloud, suffix, audience", [
+    (None, PUBLIC, "core.windows.net", "api://AzureADTokenExchange"),
+    ("https://login.microsoftonline.com/", PUBLIC, "core.windows.net", "api://AzureADTokenExchange"),
+    ("https://login.microsoftonline.us", US_GOVERNMENT, "core.usgovcloudapi.net",
+     "api://AzureADTokenExchangeUSGov"),
+    ("https://login.partner.microsoftonline.cn", CHINA, "core.chinacloudapi.cn",
+     "api://AzureADTokenExchangeChina"),
+    ("https://login.chinacloudapi.cn/", CHINA, "core.chinacloudapi.cn",
+     "api://AzureADTokenExchangeChina"),
+    # a local identity provider: public-cloud values
+    ("https://127.0.0.1:8443", PUBLIC, "core.windows.net", "api://AzureADTokenExchange"),
+])
+def test_the_cloud_follows_the_authority_host(authority_host, cloud, suffix, audience):
+    s = settings(AzureWebJobsStorage=None, AzureWebJobsStorage__accountName="tvstore",
+                 TOKENVAULT_AUTHORITY_HOST=authority_host)
+    assert s.cloud is cloud and cloud.token_exchange_scope == f"{audience}/.default"
+    assert s.backend.storage.table_endpoint == f"https://tvstore.table.{suffix}"
+    assert s.backend.queue_storage.queue_endpoint == f"https://tvstore.queue.{suffix}"
+
+
+def test_service_uris_win_over_the_account_name_in_any_cloud():
+    s = settings(AzureWebJobsStorage=None, AzureWebJobsStorage__accountName="tvstore",
+                 AzureWebJobsStorage__tableServiceUri="https://tvstore.table.core.usgovcloudapi.net/",
+                 AzureWebJobsStorage__queueServiceUri="https://tvstore.queue.core.usgovcloudapi.net/")
+    assert s.backend.storage.table_endpoint == "https://tvstore.table.core.usgovcloudapi.net"
+    assert s.backend.queue_storage.queue_endpoint == "https://tvstore.queue.core.usgovcloudapi.net"
 
 
 def test_tokenvault_storage_overrides_the_host_storage_for_records_only():

@@ -77,12 +77,10 @@ from ..settings import CredentialKind, Settings
 from ..singleflight import SingleFlight
 from .upstream import retry_after_of
 
-__all__ = ["EntraIdentityProvider", "FEDERATION_SCOPE"]
+__all__ = ["EntraIdentityProvider"]
 
 log = logging.getLogger("tokenvault.adapters.entra")
 
-#: What a managed identity's token must be for, to serve as a federated client credential.
-FEDERATION_SCOPE = "api://AzureADTokenExchange/.default"
 _IDP = "identity_provider"
 # invalid_grant codes that in OBO mean the user's token was refused, not that a grant died.
 _ASSERTION_REFUSED = frozenset({50013, 50027, 500133})
@@ -191,7 +189,7 @@ class EntraIdentityProvider(IdentityProvider):
             credential = _certificate_credential(settings.client_certificate_path)
         else:
             credential = {"client_assertion": _managed_identity_assertion(
-                settings.managed_identity_client_id)}
+                settings.managed_identity_client_id, settings.cloud.token_exchange_scope)}
         return cls(client_id=settings.client_id, client_credential=credential,
                    authority_host=settings.authority_host, session=session)
 
@@ -375,9 +373,10 @@ def _certificate_credential(path: Path) -> dict:
             "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode()}
 
 
-def _managed_identity_assertion(client_id: str | None) -> Callable[[], str]:
-    """The client assertion callable: a token of the user-assigned managed identity for
-    ``api://AzureADTokenExchange``. azure.identity caches it until shortly before expiry."""
+def _managed_identity_assertion(client_id: str | None, scope: str) -> Callable[[], str]:
+    """The client assertion callable: a token of the user-assigned managed identity for the
+    cloud's token exchange audience (``api://AzureADTokenExchange/.default`` in the public
+    cloud; tokenvault/clouds.py). azure.identity caches it until shortly before expiry."""
     lock = threading.Lock()
     credential = None
 
@@ -389,6 +388,6 @@ def _managed_identity_assertion(client_id: str | None) -> Callable[[], str]:
                 from azure.identity import ManagedIdentityCredential
 
                 credential = ManagedIdentityCredential(client_id=client_id)
-        return credential.get_token(FEDERATION_SCOPE).token
+        return credential.get_token(scope).token
 
     return assertion

@@ -11,7 +11,11 @@
     python -m tokenvault sweep [--tenant T] [--dry-run]
 
 Every command takes ``--json`` for scripts. Exit codes: 0 done, 1 failed (the error's code and
-safe message on stderr), 2 usage. It works on Key Vault (``TOKENVAULT_KEY_VAULT_URL``, with
+safe message on stderr), 2 usage.
+
+Settings come from the environment. Run in a Functions project folder, it also reads the
+``Values`` of ``local.settings.json`` there, as a local Functions host does: a variable already
+set in the environment wins. It works on Key Vault (``TOKENVAULT_KEY_VAULT_URL``, with
 ``DefaultAzureCredential``: the pipeline's identity needs Key Vault Secrets Officer) or on the
 local keyring (``TOKENVAULT_LOCAL_KEYRING``), and on the records' table, through the same
 interfaces the app uses. Only ``sweep`` needs the app's own settings (it refreshes tokens in
@@ -21,11 +25,14 @@ the app's name); the other commands need only the key and record stores.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from ..errors import BadRequest, VaultError
+from ..errors import BadRequest, SettingError, VaultError
 from ..model import valid_id
+from ..settings import apply_local_settings
 from .context import Context
 from .keys import ENTRA_NOTE, keys_create, keys_list, keys_recover, keys_revoke, keys_rotate
 from .output import as_json, as_text
@@ -52,7 +59,12 @@ def _user(value: str) -> str:
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON, for scripts")
-    top = argparse.ArgumentParser(prog="python -m tokenvault", description=__doc__.split("\n\n")[0])
+    top = argparse.ArgumentParser(
+        prog="python -m tokenvault", description=__doc__.split("\n\n")[0],
+        epilog="Settings (TOKENVAULT_KEY_VAULT_URL or TOKENVAULT_LOCAL_KEYRING, "
+               "AzureWebJobsStorage or AzureWebJobsStorage__accountName, TOKENVAULT_TABLE, ...) "
+               "come from the environment and, in the current folder, from the Values of "
+               "local.settings.json; a variable set in the environment wins over the file.")
     groups = top.add_subparsers(dest="group", required=True, metavar="{keys,records,sweep}")
 
     def command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str,
@@ -107,6 +119,11 @@ def main(argv: list[str] | None = None, *, context: Context | None = None) -> in
     irreversible = args.handler is records_purge or getattr(args, "purge", False)
     if irreversible and not args.yes:
         top.error("this cannot be undone: add --yes to confirm")
+    if context is None:
+        try:  # as `func start` would: the project folder's local.settings.json, env first
+            apply_local_settings(Path.cwd(), os.environ)
+        except SettingError as error:
+            top.error(error.message)
     ctx = context or Context()
     try:
         result = args.handler(ctx, args)

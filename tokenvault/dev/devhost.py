@@ -9,6 +9,11 @@ functions on their NCRONTAB schedule, drains queue-triggered functions with the 
 retry and poison semantics (``host.json`` ``extensions.queues``), and runs any non-HTTP
 function now on ``POST /admin/functions/<name>`` (answering 202).
 
+Where a local user would notice, it behaves as the Functions host does (docs/field-notes.md):
+routes match case-insensitively, a method a route does not declare answers 404 (not 405), a
+queue message that is not valid base64 goes to the poison queue at once (and the queue loop
+goes on), and it accepts a burst of connections without resetting any.
+
 A development tool: the deployed app never imports it. It goes through the same
 ``azure.functions`` request, response, timer and queue-message objects the worker uses, so
 what works here exercises the same function code.
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import binascii
 import importlib
 import json
 import logging
@@ -38,7 +44,8 @@ import azure.functions as func
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
-from .. import logfields
+from .. import bootstrap, logfields
+from ..settings import apply_local_settings
 from .ncrontab import Schedule
 
 if TYPE_CHECKING:  # imported where the queue loop starts: only it needs the Storage SDK
@@ -56,12 +63,15 @@ class _Route:
         self.name = _name(function)
         self.methods = {m.upper() for m in binding.get("methods") or ["GET", "POST"]}
         template = binding.get("route") or self.name
-        pattern = re.sub(r"\{(\w+)(?::\w+)?\}", r"(?P<\1>[^/]+)", template.strip("/"))
-        self.pattern = re.compile(pattern + r"\Z")
+        literal = re.split(r"(\{\w+(?::\w+)?\})", template.strip("/"))
+        pattern = "".join(re.sub(r"\{(\w+)(?::\w+)?\}", r"(?P<\1>[^/]+)", part)
+                          if part.startswith("{") else re.escape(part) for part in literal)
+        # ASP.NET Core routing, which the host uses, compares route literals ignoring case.
+        self.pattern = re.compile(pattern + r"\Z", re.IGNORECASE)
 
     def match(self, method: str, path: str) -> dict | None:
         found = self.pattern.match(path)
-        return found.groupdict() if found and method in self.methods else None
+        return found.groupdict() if found and method.upper() in self.methods else None
 
 
 class DevHost:
@@ -93,20 +103,18 @@ class DevHost:
         parts = urlsplit(target)
         if method == "POST" and parts.path.startswith("/admin/functions/"):
             return self.run_now(parts.path.rsplit("/", 1)[-1], body)
-        if not parts.path.startswith("/api/"):
+        if not parts.path.lower().startswith("/api/"):
             return func.HttpResponse("Not found", status_code=404)
         path = parts.path[len("/api/"):].strip("/")
-        allowed = False
         for route in self.routes:
             params = route.match(method, path)
-            allowed = allowed or route.pattern.match(path) is not None
             if params is not None:
                 request = func.HttpRequest(method=method, url=target, headers=headers,
                                            params=dict(parse_qsl(parts.query)),
                                            route_params=params, body=body)
                 return route.function.get_user_function()(request)
-        return func.HttpResponse("Method not allowed" if allowed else "Not found",
-                                 status_code=405 if allowed else 404)
+        # The host has no 405: a route that does not declare the method does not match.
+        return func.HttpResponse("Not found", status_code=404)
 
     def run_now(self, name: str, body: bytes) -> func.HttpResponse:
         """The host's admin call: run a non-HTTP function once, in the background."""
@@ -165,14 +173,23 @@ class DevHost:
                 log.debug("queue %s not readable: %s", binding["queueName"], type(error).__name__)
                 messages = []
             for message in messages:
-                self._deliver(name, function, queue, poison, message)
+                try:
+                    self._deliver(name, function, queue, poison, message)
+                except Exception as error:  # noqa: BLE001 - one message must not stop the loop
+                    log.warning("%s: message %s not handled: %s", name, message.id,
+                                type(error).__name__)
             idle = 0.1 if messages else min(self.max_poll, idle * 2)
             self._stop.wait(idle if not messages else 0)
 
     def _deliver(self, name: str, function: func.Function, queue: QueueClient, poison: QueueClient,
                  message: StoredMessage) -> None:
-        # The host decodes base64 (its default messageEncoding) before the function sees it.
-        body = base64.b64decode(message.content)
+        # The host decodes base64 (its default messageEncoding) before the function sees it;
+        # a message it cannot decode never reaches the function and goes to the poison queue.
+        try:
+            body = base64.b64decode(message.content or "", validate=True)
+        except (binascii.Error, ValueError):
+            self._poison(name, queue, poison, message, "it is not valid base64")
+            return
         # The service counts every receive; the SDK's model types the count Optional.
         attempts = message.dequeue_count or 1
         request = QueueMessage(id=message.id, body=body, dequeue_count=attempts,
@@ -180,16 +197,21 @@ class DevHost:
         if self._guarded(name, lambda: function.get_user_function()(request)):
             queue.delete_message(message)
         elif attempts >= self.max_dequeue:
-            try:
-                poison.create_queue()
-            except Exception:  # noqa: BLE001 - exists already
-                pass
-            poison.send_message(message.content)
-            queue.delete_message(message)
-            log.warning("%s: message %s moved to %s-poison after %d attempts", name, message.id,
-                        queue.queue_name, attempts)
+            self._poison(name, queue, poison, message, f"{attempts} attempts")
         else:
             queue.update_message(message, visibility_timeout=self.retry_visibility)
+
+    @staticmethod
+    def _poison(name: str, queue: QueueClient, poison: QueueClient, message: StoredMessage,
+                why: str) -> None:
+        try:
+            poison.create_queue()
+        except Exception:  # noqa: BLE001 - exists already
+            pass
+        poison.send_message(message.content)
+        queue.delete_message(message)
+        log.warning("%s: message %s moved to %s-poison: %s", name, message.id, queue.queue_name,
+                    why)
 
     def _guarded(self, name: str, job: Callable[[], object]) -> bool:
         started = time.monotonic()
@@ -272,9 +294,15 @@ def _serve(host: DevHost, port: int) -> ThreadingHTTPServer:
         def log_message(self, fmt: str, *args: object) -> None:
             log.info("%s %s", self.command, self.path.split("?")[0])
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = _Server(("127.0.0.1", port), Handler)
     server.daemon_threads = True
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of clients (a local load test) then
+    # sees connections reset before a thread accepts them. The kernel caps this at somaxconn.
+    request_queue_size = 1024
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,15 +313,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="the function app folder (default: the current one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for noisy in ("azure", "msal", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    bootstrap.quiet_libraries()  # the app's own levels, as in Azure
     logfields.install()  # ids, codes and correlation ids on the console, as in Azure
 
     folder = args.folder.resolve()
     settings_file = folder / "local.settings.json"
     local = json.loads(settings_file.read_text()) if settings_file.exists() else {}
-    for name, value in (local.get("Values") or {}).items():
-        os.environ.setdefault(name, str(value))
+    apply_local_settings(folder, os.environ)  # the same reading as the ops CLI's
     host_file = folder / "host.json"
     host_config = json.loads(host_file.read_text()) if host_file.exists() else {}
     port = args.port or int((local.get("Host") or {}).get("LocalHttpPort") or 7071)

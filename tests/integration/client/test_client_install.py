@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = ROOT / "samples"
 #: Python 3.9 where this machine has one (pyenv's, or on the PATH).
 PYTHON_39 = next(iter(sorted(glob.glob(str(Path.home() / ".pyenv/versions/3.9*/bin/python3.9")))

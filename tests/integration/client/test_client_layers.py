@@ -15,7 +15,7 @@ import pytest
 
 from tests.unit.test_layers import imports_of
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CLIENT = ROOT / "clients" / "python" / "tokenvault_client"
 SAMPLES = ROOT / "samples"
 

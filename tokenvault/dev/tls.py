@@ -115,5 +115,5 @@ class HTTPSServer:
     def __enter__(self) -> "HTTPSServer":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -1,4 +1,4 @@
-"""The token endpoint of the Entra fake (``tests.support.entra``): client authentication,
+"""The token endpoint of the Entra fake (``tokenvault.dev.entra_fake``): client authentication,
 the OBO, refresh-token and client-credentials grants, and the faults, with Entra's error
 shapes (``error``, ``error_codes``, ``suberror``, ``claims``, ``Retry-After``).
 """
@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 import jwt
@@ -19,7 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 if TYPE_CHECKING:
-    from tests.support.entra import FakeEntra
+    from .entra_fake import FakeEntra
 
 GRANT_JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -88,7 +88,7 @@ class Refused(Exception):
         self.status, self.body, self.headers = status, body, headers or {}
 
 
-def error(status: int, error: str, code: int, text: str, **extra) -> Refused:
+def error(status: int, error: str, code: int, text: str, **extra: Any) -> Refused:
     trace, correlation = str(uuid.uuid4()), str(uuid.uuid4())
     body = {"error": error,
             "error_description": f"AADSTS{code}: {text} ({DESCRIPTION_MARKER}) "
@@ -200,7 +200,7 @@ class TokenEndpoint:
         raise error(401, "invalid_client", 7000218,
                     "The request body must contain 'client_assertion' or 'client_secret'.")
 
-    def _verify_client_assertion(self, client_id: str, client, assertion: str) -> None:
+    def _verify_client_assertion(self, client_id: str, client: Client, assertion: str) -> None:
         try:
             header = jwt.get_unverified_header(assertion)
             if "x5t#S256" in header or "x5t" in header:
@@ -225,7 +225,7 @@ class TokenEndpoint:
             raise error(400, "invalid_client", 70021, "No matching federated identity record found.")
 
     @staticmethod
-    def _certificate_key(client, header: dict):
+    def _certificate_key(client: Client, header: dict) -> Any:
         for certificate in client.certificates:
             sha256 = base64.urlsafe_b64encode(certificate.fingerprint(hashes.SHA256())).rstrip(b"=")
             sha1 = base64.urlsafe_b64encode(certificate.fingerprint(hashes.SHA1())).rstrip(b"=")
@@ -246,7 +246,8 @@ class TokenEndpoint:
         if grant == "obo":
             try:
                 claims = jwt.decode(self.form.get("assertion", ""), options={"verify_signature": False})
-                return (claims.get("tid"), claims.get("oid")), None
+                tid, oid = claims.get("tid"), claims.get("oid")
+                return ((tid, oid) if isinstance(tid, str) and isinstance(oid, str) else None), None
             except jwt.PyJWTError:
                 return None, None
         if grant == "refresh":

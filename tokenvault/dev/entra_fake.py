@@ -1,5 +1,8 @@
 """An HTTPS fake of the Entra ID endpoints that msal and PyJWT call, run against unmodified.
 
+Development code (never deployed): the test suite's Entra, and the local identity provider
+of ``scripts/run`` (scripts/demo_idp.py), which must not depend on the tests.
+
 Per tenant (any lower-case GUID in the path) it serves::
 
     GET  /{tenant}/v2.0/.well-known/openid-configuration
@@ -30,8 +33,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import jwt
@@ -39,8 +43,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.support import leaks
-from tests.support.entra_grants import (
+from .entra_fake_grants import (
     _FAULT_KINDS,
     DESCRIPTION_MARKER,
     FEDERATION_AUDIENCE,
@@ -52,7 +55,7 @@ from tests.support.entra_grants import (
     TokenEndpoint,
     error,
 )
-from tests.support.https import HTTPSServer, TestCA
+from .tls import HTTPSServer, TestCA
 
 __all__ = ["FakeEntra", "Fault", "SigningKey", "DESCRIPTION_MARKER", "GRANT_JWT_BEARER",
            "FEDERATION_AUDIENCE"]
@@ -85,6 +88,10 @@ class SigningKey:
 class FakeEntra:
     """The fake identity provider. ``authority_host`` is what TokenVault's setting points at."""
 
+    #: Called with every secret the fake issues or knows. The test suite's leak check sets it
+    #: (tests/support/leaks.py) and then searches all output for those secrets.
+    on_issue: ClassVar[Callable[[str], None]] = staticmethod(lambda secret: None)
+
     def __init__(self, ca: TestCA, *, client_id: str, client_secret: str) -> None:
         self._lock = threading.RLock()
         self._server = HTTPSServer(_Handler, ca, self)
@@ -109,7 +116,7 @@ class FakeEntra:
     def __enter__(self) -> "FakeEntra":
         return self.start()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def reset(self) -> None:
@@ -251,14 +258,14 @@ class FakeEntra:
     def _remember(self, secret: str) -> None:
         with self._lock:
             self._issued.add(secret)
-        leaks.remember(secret)  # the suite-wide leak check searches all output for it
+        FakeEntra.on_issue(secret)
 
     def issued_secrets(self) -> frozenset[str]:
         """Every token the fake issued or minted, and every client secret it knows."""
         with self._lock:
             return frozenset(self._issued)
 
-    def fault(self, kind: str, **match) -> Fault:
+    def fault(self, kind: str, **match: Any) -> Fault:
         """Make the next matching token request(s) fail; see ``Fault`` for the targeting."""
         if kind not in _FAULT_KINDS:
             raise ValueError(kind)
@@ -285,7 +292,7 @@ class FakeEntra:
     # --- the endpoints -------------------------------------------------------------------------
 
     def answer(self, method: str, path: str, form: dict[str, str],
-               authorization: str | None) -> tuple[int, dict, dict]:
+               authorization: str | None) -> tuple[int, dict | str, dict]:
         parts = [unquote(p) for p in path.strip("/").split("/")]
         with self._lock:
             self.requests.append((method, path))
@@ -344,7 +351,7 @@ class _Handler(BaseHTTPRequestHandler):
     # client's delayed ACK (~40 ms) and the latency figures would measure that.
     disable_nagle_algorithm = True
 
-    def log_message(self, format, *args) -> None:  # noqa: A002 - quiet; tests read counters
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet; tests read counters
         pass
 
     def do_GET(self) -> None:  # noqa: N802
@@ -363,7 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
                                                  self.headers.get("Authorization"))
             # Entra answers JSON; a str body is plain text (the local demo's mint endpoint).
             plain = isinstance(body, str)
-            data = body.encode() if plain else json.dumps(body).encode()
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, str(value))
