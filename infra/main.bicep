@@ -26,10 +26,10 @@ param location string = resourceGroup().location
 @description('Client id of the TokenVault app registration: the audience of accepted user tokens and the client that runs OBO and refresh.')
 param tokenVaultClientId string
 
-@description('Comma-separated tenant ids allowed to store tokens; empty allows any tenant that has a key.')
+@description('Comma-separated tenant ids whose users\' records are kept (checked against the record\'s tenant on every path); empty allows any tenant that has a key.')
 param allowedTenants string = ''
 
-@description('Comma-separated app ids allowed to redeem with an app token (role TokenVault.Redeem).')
+@description('Comma-separated <app id>@<home tenant id> pairs allowed to call with an app token (roles TokenVault.Redeem / TokenVault.Admin); a bare app id is refused.')
 param redeemCallers string = ''
 
 @minValue(0)

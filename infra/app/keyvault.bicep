@@ -1,6 +1,6 @@
 // The vault of the tenant keys: one secret 'tenant-<tenant id>' per tenant, whose versions are
 // the key versions. Access is Azure RBAC only (no access policies): the function reads
-// (Key Vault Secrets User), the rotation pipeline writes (Key Vault Secrets Officer).
+// (Key Vault Secrets User), the rotation pipeline only adds versions (a custom role, rbac.bicep).
 
 param location string
 param tags object

@@ -1,8 +1,14 @@
-// What the rotation pipeline's service principal may do, least privilege: write tenant keys,
-// count records per key version, and read the Function App's host keys to start a sweep
-// through the admin endpoint (a custom role with that one action). It cannot read or change
-// records. The function's own roles are in function-rbac.bicep (assigned before the site
-// starts); humans get theirs with the commands in infra/README.md.
+// What the rotation pipeline's service principal may do, least privilege:
+// - add a version to a tenant key and read key metadata (a custom role with those two data
+//   actions): it can never read a key's value, nor delete, purge or recover one;
+// - read the records table, to count records per key version. Storage Table Data Reader reads
+//   whole entities, ciphertext included; the ciphertext is useless without a tenant key, which
+//   this principal cannot read, and it cannot change a record;
+// - read the Function App's host keys to start a sweep through the admin endpoint (a custom
+//   role with that one action).
+// Revoking and purging a tenant are human operations (Key Vault Secrets Officer, granted to the
+// ops group just in time: infra/README.md). The function's own roles are in function-rbac.bicep
+// (assigned before the site starts).
 
 // Role assignment names are GUIDs of (scope, principal, role).
 @description('Empty: the pipeline gets nothing (grant it later by redeploying with its object id).')
@@ -15,9 +21,15 @@ param functionAppName string
 // Built-in role definition ids, from https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
 // (tests/infra/test_templates.py holds each one against that table).
 var roles = {
-  keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
   storageTableDataReader: '76199698-9eea-4c19-bc75-cec21354c6b6'
 }
+// Key Vault data actions, from https://learn.microsoft.com/azure/role-based-access-control/permissions/security#microsoftkeyvault
+// setSecret adds a version (`keys rotate`); readMetadata lists secrets and versions without
+// their values (`keys list`, `keys rotate --all`).
+var keyRotatorDataActions = [
+  'Microsoft.KeyVault/vaults/secrets/setSecret/action'
+  'Microsoft.KeyVault/vaults/secrets/readMetadata/action'
+]
 var grantPipeline = !empty(pipelinePrincipalId)
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
@@ -42,12 +54,35 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' existing = {
   name: functionAppName
 }
 
-// `keys create` / `keys rotate --all`: list the tenant secrets and set new versions.
-resource pipelineKeyVaultSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantPipeline) {
-  name: guid(vault.id, pipelinePrincipalId, roles.keyVaultSecretsOfficer)
+// `keys rotate --all` / `keys list`: list the tenant secrets and their versions, add new
+// versions. Not Key Vault Secrets Officer: that role also reads every key and deletes and
+// purges them, so whoever can run the pipeline could decrypt or destroy every tenant.
+resource keyRotatorRole 'Microsoft.Authorization/roleDefinitions@2022-04-01' = if (grantPipeline) {
+  name: guid(resourceGroup().id, vaultName, 'tokenvault-key-rotator')
+  properties: {
+    roleName: 'TokenVault key rotator (${vaultName})'
+    description: 'Add versions to the TokenVault tenant keys and read their metadata; never read, delete or purge a key.'
+    type: 'CustomRole'
+    permissions: [
+      {
+        actions: []
+        notActions: []
+        dataActions: keyRotatorDataActions
+        notDataActions: []
+      }
+    ]
+    assignableScopes: [
+      resourceGroup().id
+    ]
+  }
+}
+
+resource pipelineKeyRotator 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (grantPipeline) {
+  name: guid(vault.id, pipelinePrincipalId, 'tokenvault-key-rotator')
   scope: vault
   properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
+    // A custom role's id lives at the subscription, wherever the definition was deployed from.
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', keyRotatorRole.name)
     principalId: pipelinePrincipalId
     principalType: 'ServicePrincipal'
   }

@@ -25,6 +25,21 @@ def github() -> dict:
     return workflow
 
 
+def azure_devops() -> dict:
+    return yaml.safe_load(AZURE_DEVOPS.read_text())
+
+
+def azure_devops_job() -> dict:
+    """The one deployment job, in the one stage, that does the work."""
+    [stage] = azure_devops()["stages"]
+    [job] = stage["jobs"]
+    return job
+
+
+def azure_devops_steps() -> list[dict]:
+    return azure_devops_job()["strategy"]["runOnce"]["deploy"]["steps"]
+
+
 def run_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
@@ -40,14 +55,49 @@ def test_github_signs_in_with_oidc_and_asks_for_no_more_than_it_needs():
     assert "secrets." not in GITHUB.read_text()
 
 
+def test_github_actions_are_pinned_by_commit_sha():
+    """A tag can be moved to other code; a commit cannot (a version comment says which)."""
+    uses = re.findall(r"^\s*(?:- )?uses: (\S+)(.*)$", GITHUB.read_text(), re.M)
+    assert len(uses) >= 3
+    for action, comment in uses:
+        name, _, ref = action.partition("@")
+        assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{name} is pinned to {ref!r}, not a commit"
+        assert re.fullmatch(r"\s*# v\d+\.\d+\.\d+", comment), f"{name}: say which version"
+
+
+def test_github_runs_only_from_main_in_the_protected_environment():
+    [job] = github()["jobs"].values()
+    assert job["environment"] == "tokenvault-production"
+    assert job["if"] == "github.ref == 'refs/heads/main'"
+    assert set(github()["on"]) == {"schedule", "workflow_dispatch"}  # no pull_request, no push
+
+
+def test_the_environment_script_allows_main_only_and_requires_reviewers():
+    script = (INFRA / "pipelines" / "github-environment.sh").read_text()
+    assert '"custom_branch_policies": true' in script and '"protected_branches": false' in script
+    assert '"reviewers": [$joined]' in script and '"prevent_self_review": true' in script
+    assert "-f name=main -f type=branch" in script
+    assert "ENVIRONMENT=tokenvault-production" in script
+
+
+def test_azure_devops_runs_only_from_main_as_a_deployment_to_a_checked_environment():
+    pipeline = azure_devops()
+    [stage] = pipeline["stages"]
+    assert stage["condition"] == "eq(variables['Build.SourceBranch'], 'refs/heads/main')"
+    job = azure_devops_job()
+    assert job["deployment"] and job["environment"] == "tokenvault-production"
+    assert [s["branches"]["include"] for s in pipeline["schedules"]] == [["main"]]
+    assert pipeline["trigger"] == "none" and pipeline["pr"] == "none"
+    assert "steps" not in pipeline  # nothing runs outside the gated job
+
+
 def github_commands() -> list[str]:
     [job] = github()["jobs"].values()
     return [line for s in job["steps"] if "run" in s for line in run_lines(s["run"])]
 
 
 def azure_devops_commands() -> list[str]:
-    pipeline = yaml.safe_load(AZURE_DEVOPS.read_text())
-    [task] = [s for s in pipeline["steps"] if s.get("task") == "AzureCLI@2"]
+    [task] = [s for s in azure_devops_steps() if s.get("task") == "AzureCLI@2"]
     assert task["inputs"]["azureSubscription"] == "tokenvault-rotation"
     return [line for line in run_lines(task["inputs"]["inlineScript"])
             if not line.startswith(("set ", "echo "))]
@@ -58,7 +108,7 @@ def test_both_pipelines_rotate_every_key_then_start_a_sweep_on_the_same_schedule
                 "infra/pipelines/trigger-sweep.sh"]
     assert github_commands()[-3:] == expected
     assert azure_devops_commands() == expected
-    pipeline = yaml.safe_load(AZURE_DEVOPS.read_text())
+    pipeline = azure_devops()
     assert [s["cron"] for s in github()["on"]["schedule"]] == [s["cron"] for s in pipeline["schedules"]]
     assert pipeline["trigger"] == "none" and pipeline["pr"] == "none"
 
@@ -76,7 +126,7 @@ def test_azure_devops_defaults_the_table_as_github_does():
     pipeline = yaml.safe_load(AZURE_DEVOPS.read_text())
     [table] = [v for v in pipeline["variables"] if v.get("name") == "tokenVaultTable"]
     assert table["value"] == "$[ coalesce(variables.TOKENVAULT_TABLE, 'tokens') ]"
-    [task] = [s for s in pipeline["steps"] if s.get("task") == "AzureCLI@2"]
+    [task] = [s for s in azure_devops_steps() if s.get("task") == "AzureCLI@2"]
     assert task["env"]["TOKENVAULT_TABLE"] == "$(tokenVaultTable)"
     assert github()["jobs"]["rotate"]["env"]["TOKENVAULT_TABLE"] == "${{ vars.TOKENVAULT_TABLE || 'tokens' }}"
 

@@ -61,5 +61,6 @@ def test_ci_and_the_pipelines_stay_on_3_11():
     [setup] = [s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python")]
     assert setup["with"]["python-version"] == "3.11"
     pipeline = yaml.safe_load((INFRA / "pipelines" / "rotate-keys.yml").read_text())
-    [use] = [s for s in pipeline["steps"] if s.get("task") == "UsePythonVersion@0"]
+    steps = pipeline["stages"][0]["jobs"][0]["strategy"]["runOnce"]["deploy"]["steps"]
+    [use] = [s for s in steps if s.get("task") == "UsePythonVersion@0"]
     assert use["inputs"]["versionSpec"] == "3.11"

@@ -47,7 +47,8 @@ VAULT = "Microsoft.KeyVault/vaults"
 ACCOUNT = "Microsoft.Storage/storageAccounts"
 TABLE = "Microsoft.Storage/storageAccounts/tableServices/tables"
 # Least privilege, as (principal, role, scope type). "sweepTrigger" is the custom role whose
-# only action is Microsoft.Web/sites/host/listkeys/action. The function's storage roles are
+# only action is Microsoft.Web/sites/host/listkeys/action; "keyRotator" the custom role whose
+# only data actions are setSecret and readMetadata on secrets. The function's storage roles are
 # the ones Microsoft lists for identity-based host storage, at the account as the Flex
 # Consumption quickstart assigns them: Table Data Contributor there also covers the host's
 # diagnostic events (https://learn.microsoft.com/azure/azure-functions/functions-reference#grant-permissions-to-an-identity).
@@ -59,7 +60,7 @@ FUNCTION_GRANTS = {
     ("function", "monitoringMetricsPublisher", "Microsoft.Insights/components"),
 }
 GRANTS = FUNCTION_GRANTS | {
-    ("pipeline", "keyVaultSecretsOfficer", VAULT),
+    ("pipeline", "keyRotator", VAULT),
     ("pipeline", "storageTableDataReader", TABLE),
     ("pipeline", "sweepTrigger", "Microsoft.Web/sites"),
 }
@@ -158,9 +159,10 @@ def bicep_grants(only=None) -> set[tuple[str, str, str]]:
     for r in (r for r in resources if r.type == "Microsoft.Authorization/roleAssignments"
               and (only is None or r.file == only)):
         scope = next(s.type for s in resources if s.file == r.file and s.symbol == r.value("scope"))
-        role = re.search(r"roles\.(\w+)|(sweepTriggerRole)", r.value("roleDefinitionId"))
-        grants.add((r.value("principalId").removesuffix("PrincipalId"),
-                    role.group(1) or "sweepTrigger", scope))
+        role = re.search(r"roles\.(\w+)|(sweepTriggerRole)|(keyRotatorRole)",
+                         r.value("roleDefinitionId"))
+        name = role.group(1) or ("sweepTrigger" if role.group(2) else "keyRotator")
+        grants.add((r.value("principalId").removesuffix("PrincipalId"), name, scope))
     return grants
 
 
@@ -170,9 +172,10 @@ def arm_grants() -> set[tuple[str, str, str]]:
         props = r["properties"]
         principal = "pipeline" if "pipelinePrincipalId" in props["principalId"] else "function"
         assert principal == "pipeline" or "userAssignedIdentities" in props["principalId"]
-        role = re.search(r"variables\('roles'\)\.(\w+)|(tokenvault-sweep-trigger)",
-                         props["roleDefinitionId"])
-        grants.add((principal, role.group(1) or "sweepTrigger", scope_type(r["scope"])))
+        role = re.search(r"variables\('roles'\)\.(\w+)|(tokenvault-sweep-trigger)|"
+                         r"(tokenvault-key-rotator)", props["roleDefinitionId"])
+        name = role.group(1) or ("sweepTrigger" if role.group(2) else "keyRotator")
+        grants.add((principal, name, scope_type(r["scope"])))
     return grants
 
 
@@ -249,12 +252,47 @@ def test_the_arm_site_depends_on_every_function_role_assignment():
         assert expected in depends, f"the site does not wait for {r['name']}"
 
 
+ROLE_DEFINITIONS = "Microsoft.Authorization/roleDefinitions"
+
+
+def custom_role(symbol: str, arm_name_part: str):
+    """The custom role definition ``symbol`` in the Bicep and its ARM twin."""
+    [bicep] = [r for r in bicep_resources() if r.type == ROLE_DEFINITIONS and r.symbol == symbol]
+    [arm_side] = [r for r in arm_resources()
+                  if r["type"] == ROLE_DEFINITIONS and arm_name_part in r["name"]]
+    return bicep, arm_side
+
+
 def test_the_sweep_trigger_role_can_only_read_the_host_keys():
-    bicep = bicep_of("Microsoft.Authorization/roleDefinitions")
+    bicep, arm_side = custom_role("sweepTriggerRole", "tokenvault-sweep-trigger")
     assert re.findall(r"'(Microsoft\.[^']+)'", bicep.body) == ["Microsoft.Web/sites/host/listkeys/action"]
     assert "dataActions" not in bicep.body
-    permissions = arm_only("Microsoft.Authorization/roleDefinitions")["properties"]["permissions"]
-    assert permissions == [{"actions": ["Microsoft.Web/sites/host/listkeys/action"], "notActions": []}]
+    assert arm_side["properties"]["permissions"] == [
+        {"actions": ["Microsoft.Web/sites/host/listkeys/action"], "notActions": []}]
+
+
+#: What the rotation pipeline may do to secrets: add a version, read metadata. Never getSecret
+#: (read a key), delete, purge, recover, backup or restore
+#: (https://learn.microsoft.com/azure/role-based-access-control/permissions/security#microsoftkeyvault).
+KEY_ROTATOR_DATA_ACTIONS = ["Microsoft.KeyVault/vaults/secrets/setSecret/action",
+                            "Microsoft.KeyVault/vaults/secrets/readMetadata/action"]
+
+
+def test_the_pipeline_can_add_key_versions_but_never_read_delete_or_purge_a_key():
+    bicep, arm_side = custom_role("keyRotatorRole", "tokenvault-key-rotator")
+    rbac = bicep_text(INFRA / "app" / "rbac.bicep")
+    declared = rbac[rbac.index("var keyRotatorDataActions"):]
+    declared = declared[:declared.index("]")]
+    assert re.findall(r"'(Microsoft\.[^']+)'", declared) == KEY_ROTATOR_DATA_ACTIONS
+    assert bicep.value("dataActions") == "keyRotatorDataActions"
+    assert re.search(r"actions: \[\]", bicep.body)
+    [permissions] = arm_side["properties"]["permissions"]
+    assert permissions["actions"] == [] and permissions["notDataActions"] == []
+    assert arm()["variables"]["keyRotatorDataActions"] == KEY_ROTATOR_DATA_ACTIONS
+    assert permissions["dataActions"] == "[variables('keyRotatorDataActions')]"
+    # ... and no built-in Key Vault role that reads or deletes keys is the pipeline's.
+    assert {role for who, role, _ in GRANTS if who == "pipeline"} == \
+        {"keyRotator", "storageTableDataReader", "sweepTrigger"}
 
 
 def test_nothing_is_granted_to_the_pipeline_without_its_object_id():
