@@ -95,6 +95,8 @@ class FakeRecords(Records):
         self.rows: dict[RecordKey, TokenRecord] = {}
         self.writes = Counter()
         self.before_update: Callable[[TokenRecord], None] | None = None
+        self.before_update_many: Callable[[list[TokenRecord]], None] | None = None
+        self.reads = Counter()
         self._lock = threading.Lock()
         self._etags = itertools.count(1)
 
@@ -104,10 +106,17 @@ class FakeRecords(Records):
         return stored
 
     def get(self, key: RecordKey) -> TokenRecord:
+        self.reads["get"] += 1
         with self._lock:
             if key not in self.rows:
                 raise NotFound()
             return self.rows[key]
+
+    def get_many(self, tenant_id: str, user_ids) -> dict[str, TokenRecord]:
+        self.reads["get_many"] += 1
+        with self._lock:
+            return {u: self.rows[RecordKey(tenant_id, u)] for u in user_ids
+                    if RecordKey(tenant_id, u) in self.rows}
 
     def create(self, record: TokenRecord) -> TokenRecord:
         with self._lock:
@@ -128,6 +137,36 @@ class FakeRecords(Records):
                 raise RecordConflict()
             self.writes["update"] += 1
             return self._stamp(record)
+
+    def update_many(self, records) -> list[TokenRecord | None]:
+        """As on Table storage: transactions of at most 100, all or nothing, a transaction
+        refused for one record sent again without it. ``before_update_many`` runs first, with
+        the records, so a test can change or delete some of them meanwhile."""
+        if len({r.tenant_id for r in records}) > 1:
+            raise ValueError("update_many takes records of one tenant (one partition)")
+        if not all(r.etag for r in records):
+            raise ValueError("update_many needs the ETag each record was read with")
+        hook, self.before_update_many = self.before_update_many, None
+        if hook:
+            hook(list(records))
+        written: list[TokenRecord | None] = [None] * len(records)
+        for start in range(0, len(records), 100):
+            pending = list(range(start, min(start + 100, len(records))))
+            while pending:
+                with self._lock:
+                    stale = next((n for n, i in enumerate(pending)
+                                  if self.rows.get(records[i].key) is None
+                                  or self.rows[records[i].key].etag != records[i].etag), None)
+                    if stale is None:
+                        self.writes["transaction"] += 1
+                        self.writes["update"] += len(pending)
+                        for i in pending:
+                            written[i] = self._stamp(records[i])
+                        pending = []
+                    else:
+                        self.writes["refused_transaction"] += 1
+                        pending.pop(stale)
+        return written
 
     def put(self, record: TokenRecord) -> TokenRecord:
         """Test set-up and concurrent writers: an unconditional write."""

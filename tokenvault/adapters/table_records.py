@@ -10,8 +10,9 @@ exceptions become ``VaultError``s in one place, ``_translate``.
 from __future__ import annotations
 
 import logging
+import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
 
@@ -45,10 +46,21 @@ CLIENT_OPTIONS = {
     "connection_timeout": 3,
     "read_timeout": 5,
 }
-#: What the sweep reads of a record: never the ciphertext.
+#: What the sweep's plan reads of a record: never the ciphertext.
 PROJECTION = ("PartitionKey", "RowKey", "KeyVersion", "RefreshedAt", "Status")
+#: What the sweep's worker reads of a batch: the record's own columns and nothing else (not the
+#: service's Timestamp). All of them, ciphertext included: a rewrap opens the ciphertext, and
+#: its write is a REPLACE of the whole entity, which would drop any column it did not carry.
+RECORD_COLUMNS = ("PartitionKey", "RowKey", "ClientId", "KeyVersion", "Ciphertext", "Status",
+                  "Scopes", "CreatedAt", "RefreshedAt", "FailureCount", "LastError")
 _BY_TENANT = "PartitionKey eq @tenant"
-_BATCH = 100  # the service's limit of operations in one transaction
+_RANGE = "PartitionKey eq @tenant and RowKey ge @first and RowKey le @last"
+#: The service's limit of operations in one entity-group transaction; the SDK does not check it
+#: (past it the service drops the connection), so this module does.
+_BATCH = 100
+# A transaction refused for one operation names it as the message's prefix ("37:...").
+# https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions
+_FAILED_INDEX = re.compile(r"(\d+):")
 _DEFAULT_RETRY_AFTER = 2
 _WRITE_ROLE = "Storage Table Data Contributor"
 
@@ -93,6 +105,27 @@ class TableRecords(Records):
             entity = self._table.get_entity(tenant, user)
         return to_record(entity)
 
+    def get_many(self, tenant_id: str, user_ids: Sequence[str]) -> dict[str, TokenRecord]:
+        """One range query over the users' row keys (lowest to highest), ``RECORD_COLUMNS``
+        only; rows in the range that are not asked for are dropped unread. Needs Storage Table
+        Data Reader."""
+        tenant = valid_id(tenant_id, "tenant_id")
+        wanted = {valid_id(user, "user_id") for user in user_ids}
+        if not wanted:
+            return {}
+        pager = self._table.query_entities(
+            _RANGE, parameters={"tenant": tenant, "first": min(wanted), "last": max(wanted)},
+            select=list(RECORD_COLUMNS), results_per_page=1000)
+        found: dict[str, TokenRecord] = {}
+        for entity in _entities(pager):
+            if entity.get("RowKey") not in wanted:
+                continue
+            try:
+                found[entity["RowKey"]] = to_record(entity)
+            except InternalError:
+                continue  # logged by to_record; the rest of the batch goes on
+        return found
+
     def create(self, record: TokenRecord) -> TokenRecord:
         """Insert; ``RecordConflict`` if the row exists. Needs Storage Table Data Contributor."""
         entity = to_entity(record)
@@ -111,6 +144,54 @@ class TableRecords(Records):
             written = self._table.update_entity(entity, mode=UpdateMode.REPLACE, etag=record.etag,
                                                 match_condition=MatchConditions.IfNotModified)
         return record.evolve(etag=written["etag"])
+
+    def update_many(self, records: Sequence[TokenRecord]) -> list[TokenRecord | None]:
+        """Entity-group transactions of at most 100 replaces, each with ``If-Match`` on its own
+        record's ETag. The service applies a transaction whole or not at all, and names the
+        operation that failed it: a 412 (changed) or 404 (deleted) drops that record — someone
+        else wrote it, so it is their turn — and the rest is sent again. Needs Storage Table
+        Data Contributor."""
+        if len({record.tenant_id for record in records}) > 1:
+            raise ValueError("update_many takes records of one tenant (one partition)")
+        if not all(record.etag for record in records):
+            raise ValueError("update_many needs the ETag each record was read with")
+        written: list[TokenRecord | None] = [None] * len(records)
+        for start in range(0, len(records), _BATCH):
+            pending = list(range(start, min(start + _BATCH, len(records))))
+            while pending:
+                pending = self._transact(records, pending, written)
+        return written
+
+    def _transact(self, records: Sequence[TokenRecord], pending: list[int],
+                  written: list[TokenRecord | None]) -> list[int]:
+        """Submit one transaction of ``pending`` (indexes into ``records``); note what was
+        written and return what is left to send again (nothing, or ``pending`` less the
+        record that failed it)."""
+        operations = [("update", to_entity(records[i]),
+                       {"mode": UpdateMode.REPLACE, "etag": records[i].etag,
+                        "match_condition": MatchConditions.IfNotModified}) for i in pending]
+        try:
+            with _translated(passthrough=TableTransactionError):
+                answers = self._table.submit_transaction(operations)
+        except TableTransactionError as exc:
+            if exc.status_code not in (404, 412) or _error_code(exc) == "TableNotFound":
+                raise _translate(exc) from exc
+            failed = _FAILED_INDEX.match(str(getattr(exc, "message", "") or ""))
+            if failed is None or int(failed.group(1)) >= len(pending):
+                # No operation named: find the stale ones one conditional write at a time.
+                for i in pending:
+                    written[i] = self._update_or_none(records[i])
+                return []
+            return pending[:int(failed.group(1))] + pending[int(failed.group(1)) + 1:]
+        for i, answer in zip(pending, answers, strict=True):
+            written[i] = records[i].evolve(etag=answer["etag"])
+        return []
+
+    def _update_or_none(self, record: TokenRecord) -> TokenRecord | None:
+        try:
+            return self.update(record)
+        except (RecordConflict, NotFound):
+            return None
 
     def delete(self, key: RecordKey, etag: str | None = None) -> None:
         """Delete the row (only that version of it when ``etag`` is given). Needs Storage Table
@@ -140,10 +221,7 @@ class TableRecords(Records):
             entities = list(next(pages, ()))
         items = [summary for summary in map(to_summary, entities) if summary is not None]
         token = pages.continuation_token
-        # azure-core's page iterator keeps bound methods of itself (a reference cycle), so the
-        # page it holds would wait for a full garbage collection: the plan's memory would grow
-        # with the record count between collections. Let go of the page now.
-        pages._current_page = pages._response = None
+        _let_go(pages)
         return Page(items, encode_continuation(token) if token else None)
 
     def tenant_has_records(self, tenant_id: str) -> bool:
@@ -207,6 +285,22 @@ class TableRecords(Records):
         return deleted
 
 
+def _entities(pager) -> Iterator:
+    """Every entity of a query, page by page, letting go of each page when done with it."""
+    with _translated():
+        pages = pager.by_page()
+        for page in pages:
+            yield from list(page)
+            _let_go(pages)
+
+
+def _let_go(pages) -> None:
+    """azure-core's page iterator keeps bound methods of itself (a reference cycle), so the
+    page it holds would wait for a full garbage collection: the sweep's memory would grow with
+    the record count between collections. Let go of the page now."""
+    pages._current_page = pages._response = None
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 @contextmanager
@@ -222,8 +316,7 @@ def _translated(passthrough: type[Exception] | tuple = ()) -> Iterator[None]:
 def _translate(exc: AzureError) -> VaultError:
     """The one mapping of Azure exceptions to ``VaultError`` for table storage."""
     status = getattr(exc, "status_code", None)
-    code = getattr(exc, "error_code", None) or _header(exc, "x-ms-error-code") or ""
-    code = str(getattr(code, "value", code))
+    code = _error_code(exc)
     if code == "TableNotFound":
         log.error("storage table is missing: deploy it or run ensure_table",
                   extra={"code": "table_missing"})
@@ -243,6 +336,11 @@ def _translate(exc: AzureError) -> VaultError:
     log.error("storage rejected the request (HTTP %s, %s)", status, code or "no code",
               extra={"code": "storage_rejected"})
     return InternalError()
+
+
+def _error_code(exc: AzureError) -> str:
+    code = getattr(exc, "error_code", None) or _header(exc, "x-ms-error-code") or ""
+    return str(getattr(code, "value", code))
 
 
 def _header(exc: AzureError, name: str) -> str | None:
