@@ -208,7 +208,7 @@ def compose(settings: "Settings", *, credential: Any = None, session: Any = None
     planner, worker = build_sweep(vault=vault, records=records, keys=keys, queue=queue,
                                   clock=clock, refresh_after=settings.refresh_after)
     return App(settings=settings, vault=vault, api=api, keys=keys, records=records, clock=clock,
-               sweep=SweepHandler(planner=planner, worker=worker),
+               sweep=SweepHandler(planner=planner, worker=worker, queue=queue),
                clients=tuple(c for c in (keys, records, queue) if hasattr(c, "close")))
 
 

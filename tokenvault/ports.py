@@ -161,6 +161,15 @@ class Queue(ABC):
         """
 
     @abstractmethod
+    def poison(self, body: bytes) -> None:
+        """Move a message that can never be worked to the poison queue as it was received
+        (its body as the host handed it over), instead of letting the host retry it.
+
+        :raises UpstreamUnavailable: storage throttled or down (the host then retries the
+            message, and poisons it itself in the end).
+        """
+
+    @abstractmethod
     def poisoned(self) -> int:
         """About how many messages the host has moved to the poison queue."""
 

@@ -52,8 +52,7 @@ def run_in_process(planner: Planner, worker: Worker, messages: "MemoryQueue", *,
             sleep(delay)
         if message["kind"] == "plan":
             more = planner.plan(run=message["run"], tenant_id=message.get("tenant_id"),
-                                continuation=message["continuation"],
-                                inventory=message.get("inventory"))
+                                continuation=message["continuation"])
             plan.planned += more.planned
             continue
         batch = worker.work(message)
