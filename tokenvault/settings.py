@@ -31,6 +31,9 @@ DEFAULT_AUTHORITY_HOST = PUBLIC_CLOUD
 DEFAULT_REFRESH_SCHEDULE = "0 0 */6 * * *"
 DEFAULT_REFRESH_AFTER = timedelta(days=7)
 DEFAULT_KEY_CACHE_TTL = 300
+#: Records of one tenant the sweep maintains at once per process (refreshes, mostly waiting
+#: on the identity provider); see docs/capacity.md for how it was chosen.
+DEFAULT_SWEEP_CONCURRENCY = 8
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}\Z")
 _DURATION = re.compile(
     r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
@@ -119,6 +122,7 @@ class Settings:
     redeem_callers: frozenset[str] = frozenset()
     refresh_schedule: str = DEFAULT_REFRESH_SCHEDULE
     refresh_after: timedelta = DEFAULT_REFRESH_AFTER
+    sweep_concurrency: int = DEFAULT_SWEEP_CONCURRENCY
 
     @property
     def in_azure(self) -> bool:
@@ -152,6 +156,9 @@ class Settings:
                                        env.get("TOKENVAULT_REFRESH_SCHEDULE") or DEFAULT_REFRESH_SCHEDULE),
             refresh_after=_duration("TOKENVAULT_REFRESH_AFTER", env.get("TOKENVAULT_REFRESH_AFTER"),
                                     DEFAULT_REFRESH_AFTER),
+            sweep_concurrency=_int("TOKENVAULT_SWEEP_CONCURRENCY",
+                                   env.get("TOKENVAULT_SWEEP_CONCURRENCY"),
+                                   DEFAULT_SWEEP_CONCURRENCY, low=1, high=64, unit="records"),
         )
 
 
@@ -252,13 +259,14 @@ def _guid_set(name: str, value: str | None) -> frozenset[str]:
     return frozenset(_guid(name, item.strip()) for item in value.split(",") if item.strip())
 
 
-def _int(name: str, value: str | None, default: int, *, low: int, high: int) -> int:
+def _int(name: str, value: str | None, default: int, *, low: int, high: int,
+         unit: str = "seconds") -> int:
     if value is None:
         return default
     try:
         number = int(value)
     except ValueError:
-        raise SettingError(name, "must be a whole number of seconds") from None
+        raise SettingError(name, f"must be a whole number of {unit}") from None
     if not low <= number <= high:
         raise SettingError(name, f"must be between {low} and {high}")
     return number

@@ -18,6 +18,7 @@ from azure.storage.queue import LinearRetry, QueueClient, TextBase64EncodePolicy
 
 from ..errors import InternalError, UpstreamUnavailable, VaultError
 from ..ports import Queue
+from .transport import azure_client_options
 from .upstream import retry_after_of
 
 __all__ = ["StorageQueue", "client_options", "wire_text", "POISON_SUFFIX"]
@@ -52,8 +53,8 @@ class StorageQueue(Queue):
     def from_connection_string(cls, conn: str, queue_name: str, **options) -> "StorageQueue":
         """``options`` override ``client_options()`` (and may add any azure-core client option)."""
         def client(name: str, **encoding) -> QueueClient:
-            return QueueClient.from_connection_string(conn, name, **encoding,
-                                                      **{**client_options(), **options})
+            return QueueClient.from_connection_string(
+                conn, name, **encoding, **azure_client_options({**client_options(), **options}))
         return cls(client(queue_name, message_encode_policy=TextBase64EncodePolicy()),
                    client(queue_name + POISON_SUFFIX))
 
@@ -62,7 +63,7 @@ class StorageQueue(Queue):
         """Identity-based access: ``credential`` is an azure-identity credential."""
         def client(name: str, **encoding) -> QueueClient:
             return QueueClient(endpoint, name, credential=credential, **encoding,
-                               **{**client_options(), **options})
+                               **azure_client_options({**client_options(), **options}))
         return cls(client(queue_name, message_encode_policy=TextBase64EncodePolicy()),
                    client(queue_name + POISON_SUFFIX))
 

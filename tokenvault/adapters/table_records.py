@@ -29,6 +29,7 @@ from ..errors import InternalError, NotFound, RecordConflict, UpstreamUnavailabl
 from ..model import RecordKey, TokenRecord, valid_id
 from ..ports import Page, Records
 from .table_entity import decode_continuation, encode_continuation, ids, to_entity, to_record, to_summary
+from .transport import azure_client_options
 from .upstream import retry_after_of
 
 __all__ = ["TableRecords", "CLIENT_OPTIONS"]
@@ -72,14 +73,19 @@ class TableRecords(Records):
         self._table = table
 
     @classmethod
-    def from_connection_string(cls, conn: str, table_name: str, **options) -> "TableRecords":
-        """``options`` override ``CLIENT_OPTIONS`` (and may add any azure-core client option)."""
-        return cls(TableClient.from_connection_string(conn, table_name, **{**CLIENT_OPTIONS, **options}))
+    def from_connection_string(cls, conn: str, table_name: str, *, pool: int | None = None,
+                               **options) -> "TableRecords":
+        """``options`` override ``CLIENT_OPTIONS`` (and may add any azure-core client option);
+        ``pool``: connections to keep (``transport.pool_size``; None: the SDK's 10)."""
+        return cls(TableClient.from_connection_string(
+            conn, table_name, **azure_client_options({**CLIENT_OPTIONS, **options}, pool=pool)))
 
     @classmethod
-    def from_endpoint(cls, endpoint: str, table_name: str, credential, **options) -> "TableRecords":
+    def from_endpoint(cls, endpoint: str, table_name: str, credential, *, pool: int | None = None,
+                      **options) -> "TableRecords":
         """Identity-based access: ``credential`` is an azure-identity credential."""
-        return cls(TableClient(endpoint, table_name, credential=credential, **{**CLIENT_OPTIONS, **options}))
+        return cls(TableClient(endpoint, table_name, credential=credential,
+                               **azure_client_options({**CLIENT_OPTIONS, **options}, pool=pool)))
 
     def __repr__(self) -> str:
         return f"TableRecords(table={self._table.table_name!r})"

@@ -24,7 +24,8 @@ def sweep(ctx: Context, args) -> dict:
     planner, worker = build_sweep(vault=app.vault, records=app.records, keys=app.keys,
                                   queue=queue, clock=app.clock,
                                   refresh_after=app.settings.refresh_after,
-                                  time_budget=timedelta(days=1))
+                                  time_budget=timedelta(days=1),
+                                  concurrency=app.settings.sweep_concurrency)
     if args.dry_run:
         plan = planner.plan(tenant_id=args.tenant)
         return {"dry_run": True, **plan.as_log()}
