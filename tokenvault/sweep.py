@@ -22,54 +22,41 @@ inventory is the sum of its inventory lines. Each batch logs ``sweep.batch {...}
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .errors import BadRequest, TenantNotOnboarded, UpstreamUnavailable, VaultError
-from .maintenance import Outcome
-from .model import RecordSummary, Status, TokenRecord, is_valid_id
+from .errors import BadRequest, TenantNotOnboarded, VaultError
+from .model import RecordSummary, Status
 from .ports import Clock, Keys, Queue, Records
-from .vault import Vault
+from .sweep_messages import (
+    BATCH_SIZE,
+    MESSAGE_VERSION,
+    decode_message,
+    due_before,
+    log_summary,
+    parse_batch,
+)
+from .sweep_work import BatchSummary, Worker
 
 __all__ = ["Planner", "Worker", "SweepHandler", "PlanSummary", "BatchSummary", "due_before",
-           "MESSAGE_VERSION"]
+           "decode_message", "parse_batch", "MESSAGE_VERSION", "BATCH_SIZE"]
 
 log = logging.getLogger("tokenvault.sweep")
 
-MESSAGE_VERSION = 1
-#: Users per batch message: one entity-group transaction's worth (the service's limit is 100).
-BATCH_SIZE = 100
 #: A batch spans at most this many scanned rows from its first user to its last, so the
 #: worker's one range query over them reads at most about a page.
 BATCH_SPAN = 1000
 PAGE_SIZE = 1000
-#: Records of one tenant maintained at once per process (TOKENVAULT_SWEEP_CONCURRENCY).
-CONCURRENCY = 8
 #: (tenant, key version, count) entries per ``sweep.inventory`` line: ~16 KB of text, well
 #: within what Application Insights keeps of a trace message (32 KB).
 INVENTORY_LINE = 200
 #: Tenants named in a plan summary's ``tenants_failed`` (the count is always complete).
 NAMED_FAILURES = 50
-
-
-def due_before(user_id: str, now: datetime, refresh_after: timedelta) -> datetime:
-    """A record last refreshed before this moment is due.
-
-    Each user gets a fixed offset within the last tenth of ``refresh_after``, so records
-    stored together are not all refreshed in the same run (jitter), and the plan and the
-    worker — which decide separately — agree on it.
-    """
-    spread = int(user_id[:8], 16) / 0xFFFFFFFF
-    return now - refresh_after + refresh_after * 0.1 * spread
 
 
 @dataclass
@@ -100,22 +87,6 @@ class PlanSummary:
                 "tenants_failed": named, "tenants_failed_count": len(self.tenants_failed),
                 "records_of_failed_tenants": self.records_of_failed_tenants,
                 "inventory_lines": self.inventory_lines, "poisoned": self.poisoned,
-                "duration_s": round(self.duration, 3)}
-
-
-@dataclass
-class BatchSummary:
-    run: str
-    tenant_id: str
-    counts: Counter = field(default_factory=Counter)
-    deferred: int = 0
-    retry_after: int | None = None
-    duration: float = 0.0
-
-    def as_log(self) -> dict:
-        outcomes = {o.value: self.counts.get(o, 0) for o in Outcome}
-        return {"run": self.run, "tenant_id": self.tenant_id, **outcomes,
-                "deferred": self.deferred, "retry_after": self.retry_after,
                 "duration_s": round(self.duration, 3)}
 
 
@@ -181,7 +152,7 @@ class Planner:
         self._log_inventory(summary, inventory)
         summary.poisoned = self._poisoned()
         summary.duration = self._monotonic() - started
-        _summary("sweep.plan", summary.as_log())
+        log_summary("sweep.plan", summary.as_log())
         return summary
 
     def _start(self, tenant_id: str, summary: PlanSummary) -> _Tenant:
@@ -221,7 +192,7 @@ class Planner:
         while len(inventory) >= (INVENTORY_LINE if whole_lines_only else 1):
             line, inventory[:] = inventory[:INVENTORY_LINE], inventory[INVENTORY_LINE:]
             summary.inventory_lines += 1
-            _summary("sweep.inventory", {"run": summary.run, "counts": line})
+            log_summary("sweep.inventory", {"run": summary.run, "counts": line})
 
     def _needs_work(self, item: RecordSummary, latest: str | None, now: datetime) -> bool:
         if latest is None:  # the tenant's key is gone: its records are to be marked revoked
@@ -248,125 +219,6 @@ class Planner:
             return self._queue.poisoned()
         except VaultError:
             return None  # the count is informative; failing to get it must not fail the plan
-
-
-class Worker:
-    """Works batch messages: ``Vault.sweep_batch`` reads the batch and writes its rewraps in
-    transactions; the records left (refreshes) are maintained ``concurrency`` at a time.
-
-    ``concurrency`` bounds the records of one tenant in flight in this process, across all
-    the messages it works at once (the host hands it several), so one tenant's batches cannot
-    draw the identity provider's throttling on that tenant by themselves.
-    """
-
-    def __init__(self, *, vault: Vault, queue: Queue, clock: Clock,
-                 refresh_after: timedelta, concurrency: int = CONCURRENCY) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        self._vault, self._queue, self._clock = vault, queue, clock
-        self._refresh_after = refresh_after
-        self._concurrency = concurrency
-        self._slots = _TenantSlots(concurrency)
-
-    def work(self, message: dict, *, attempt: int = 1) -> BatchSummary:
-        """Maintain every record of one batch message.
-
-        :raises UpstreamUnavailable: the batch could not be read or written as a whole; the
-            host delivers the message again (and poisons it after ``maxDequeueCount``).
-        """
-        started = time.monotonic()
-        tenant_id, users = parse_batch(message)
-        summary = BatchSummary(run=str(message.get("run", "")), tenant_id=tenant_id)
-        now = self._clock.now()
-        due = {user: due_before(user, now, self._refresh_after) for user in users}
-        swept = self._vault.sweep_batch(tenant_id, due)
-        summary.counts.update(swept.outcomes.values())
-        for user_id, code in swept.failures.items():
-            _record_failed(tenant_id, user_id, code)
-        self._maintain_each(message, swept.pending, due, summary)
-        summary.duration = time.monotonic() - started
-        _summary("sweep.batch", {**summary.as_log(), "attempt": attempt})
-        return summary
-
-    def _maintain_each(self, message: dict, records: list[TokenRecord],
-                       due: dict[str, datetime], summary: BatchSummary) -> None:
-        """``maintain`` each record, at most ``concurrency`` of the tenant at once. When a
-        dependency throttles, no further record is started: those in flight finish, and the
-        ones not started go back on the queue once, delayed by the Retry-After. Anything
-        unexpected also stops new starts, and is raised once those in flight are done (the
-        host delivers the whole message again)."""
-        throttled: list[UpstreamUnavailable] = []
-        stop = threading.Event()
-
-        def one(record: TokenRecord) -> Outcome | None:
-            with self._slots.hold(record.tenant_id):
-                if stop.is_set():
-                    return None  # not started: deferred
-                try:
-                    return self._vault.maintain(record.key, refresh_before=due[record.user_id],
-                                                record=record)
-                except UpstreamUnavailable as busy:
-                    throttled.append(busy)
-                    stop.set()
-                    return Outcome.FAILED
-                except VaultError as error:
-                    # One bad record (say, a ciphertext that does not open) must not stop the rest.
-                    _record_failed(record.tenant_id, record.user_id, error.code)
-                    return Outcome.FAILED
-                except BaseException:
-                    stop.set()
-                    raise
-
-        if len(records) <= 1 or self._concurrency == 1:
-            outcomes = [one(record) for record in records]
-        else:
-            with ThreadPoolExecutor(max_workers=min(self._concurrency, len(records)),
-                                    thread_name_prefix="sweep") as pool:
-                outcomes = list(pool.map(one, records))
-        summary.counts.update(o for o in outcomes if o is not None)
-        rest = [r.user_id for r, o in zip(records, outcomes, strict=True) if o is None]
-        if throttled:
-            summary.retry_after = max(busy.retry_after for busy in throttled)
-        if rest:
-            self._queue.send({**message, "users": rest}, delay=summary.retry_after or 0)
-            summary.deferred = len(rest)
-
-
-class _TenantSlots:
-    """At most ``size`` holders per tenant at once in this process; a tenant's entry lives
-    only while someone holds or waits for it, so memory does not grow with tenants seen."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._lock = threading.Lock()
-        self._slots: dict[str, list] = {}  # tenant → [semaphore, holders and waiters]
-
-    @contextmanager
-    def hold(self, tenant_id: str) -> Iterator[None]:
-        with self._lock:
-            entry = self._slots.setdefault(tenant_id, [threading.BoundedSemaphore(self._size), 0])
-            entry[1] += 1
-        try:
-            with entry[0]:
-                yield
-        finally:
-            with self._lock:
-                entry[1] -= 1
-                if entry[1] == 0:
-                    del self._slots[tenant_id]
-
-
-def _record_failed(tenant_id: str, user_id: str, code: str) -> None:
-    log.error("sweep.record_failed", extra={"tenant_id": tenant_id, "user_id": user_id,
-                                            "code": code})
-
-
-def _summary(event: str, fields: dict) -> None:
-    """One summary line: the fields in the message itself, because the Functions worker ships a
-    record's message text to Application Insights and drops its extra attributes; and as the
-    record's ``sweep`` attribute for local handlers and tests."""
-    log.info("%s %s", event, json.dumps(fields, sort_keys=True, separators=(",", ":")),
-             extra={"sweep": fields, "event": event})
 
 
 class SweepHandler:
@@ -413,28 +265,3 @@ class SweepHandler:
                 "code": BadRequest.code, "sweep": {"attempt": dequeue_count, "bytes": len(raw)}})
 
 
-def decode_message(body: bytes | str) -> dict:
-    """A sweep message as JSON; anything else is BadRequest (and is poisoned at once)."""
-    try:
-        message = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("malformed sweep message") from None
-    if not isinstance(message, dict) or message.get("v") != MESSAGE_VERSION \
-            or message.get("kind") not in ("plan", "batch"):
-        raise BadRequest("malformed sweep message")
-    if message["kind"] == "plan" and not isinstance(message.get("continuation"), str):
-        raise BadRequest("malformed sweep message")
-    tenant = message.get("tenant_id")
-    if tenant is not None and not is_valid_id(tenant):
-        raise BadRequest("malformed sweep message")
-    return message
-
-
-def parse_batch(message: dict) -> tuple[str, list[str]]:
-    """The tenant and users of a batch message; anything malformed is BadRequest."""
-    tenant_id, users = message.get("tenant_id"), message.get("users")
-    if not is_valid_id(tenant_id) or not isinstance(users, list) or len(users) > BATCH_SIZE:
-        raise BadRequest("malformed sweep batch message")
-    if not all(is_valid_id(u) for u in users):
-        raise BadRequest("malformed sweep batch message")
-    return tenant_id, users
