@@ -286,3 +286,30 @@ def test_a_worker_that_dies_between_the_refresh_and_the_write_loses_nothing(
     assert all(stack.entra.refresh_token_valid(t) for t in tokens.values())
     assert edge.landed == Counter({u: 1 for u in users})  # none written twice
     assert stack.entra.counts["refresh"] == 20 + 1  # the crashed one was asked again
+
+
+def test_a_tenant_whose_key_is_malformed_does_not_stop_the_others(stack, caplog):
+    """Real Key Vault fake, real queue: one tenant's latest secret version is not a key (a
+    botched manual rotation); the plan skips that tenant, names it, and every other tenant is
+    planned and worked."""
+    broken, others = stack.onboard(), [stack.onboard() for _ in range(2)]
+    seeded = {t: seed(stack, t, 30, due=10) for t in [broken, *others]}
+    rotated = {t: stack.admin.rotate(t).version for t in others}
+    stack.keyvault.put_secret(f"tenant-{broken}", "not a key at all")
+    stack.expire_key_cache()
+    before = rows(stack, broken)
+
+    plan, batches = sweep(stack, caplog)
+
+    assert plan["tenants_failed"] == {broken: "tenant_key_invalid"}
+    assert plan["records_of_failed_tenants"] == 30 and plan["planned"] == 60
+    assert totals(batches) == Counter(rewrapped=40, refreshed=20)
+    assert {b["tenant_id"] for b in batches} == set(others)
+    for tenant in others:
+        assert {r.key_version for r in rows(stack, tenant).values()} == {rotated[tenant]}
+        tokens = stored_tokens(stack, tenant)
+        assert {u for u in seeded[tenant].users
+                if tokens[u] != seeded[tenant].tokens[u]} == seeded[tenant].due
+    assert {u: r.etag for u, r in rows(stack, broken).items()} == \
+        {u: r.etag for u, r in before.items()}  # untouched, for ops to mend
+    assert stack.entra.counts["refresh"] == 20

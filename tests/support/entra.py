@@ -29,7 +29,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -120,6 +121,9 @@ class FakeEntra:
             self.requests: list[tuple[str, str]] = []
             self.latency = 0.0
             self.rotate_refresh_tokens = True
+            #: token requests being answered now, and the most ever at once, per tenant.
+            self.in_flight: Counter[str] = Counter()
+            self.most_in_flight: Counter[str] = Counter()
 
     # --- registration and keys -----------------------------------------------------------------
 
@@ -278,6 +282,18 @@ class FakeEntra:
         with self._lock:
             self.counts[kind] += 1
 
+    @contextmanager
+    def serving(self, tenant: str) -> Iterator[None]:
+        """Around one token request of ``tenant``: counts how many are answered at once."""
+        with self._lock:
+            self.in_flight[tenant] += 1
+            self.most_in_flight[tenant] = max(self.most_in_flight[tenant], self.in_flight[tenant])
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight[tenant] -= 1
+
     # --- the endpoints -------------------------------------------------------------------------
 
     def answer(self, method: str, path: str, form: dict[str, str],
@@ -301,7 +317,8 @@ class FakeEntra:
                 return 200, {"keys": [dict(k.jwk, issuer=self.issuer(tenant)) for k in self._keys]}, {}
         if method == "POST" and rest == "oauth2/v2.0/token":
             try:
-                return 200, TokenEndpoint(self, tenant, form, authorization).answer(), {}
+                with self.serving(tenant):
+                    return 200, TokenEndpoint(self, tenant, form, authorization).answer(), {}
             except Refused as refusal:
                 return refusal.status, refusal.body, refusal.headers
         return 404, {"error": "not_found"}, {}
