@@ -9,15 +9,15 @@ import pytest
 from tokenvault.adapters.transport import (
     HOST_MESSAGES,
     azure_client_options,
-    environment_configured,
     http_session,
     pool_size,
+    proxy_configured,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("environ, configured", [
+@pytest.mark.parametrize("environ, proxy", [
     ({}, False),
     ({"PATH": "/usr/bin", "HOME": "/home/app", "WEBSITE_INSTANCE_ID": "x"}, False),
     ({"HTTPS_PROXY": ""}, False),
@@ -25,13 +25,26 @@ ROOT = Path(__file__).resolve().parents[2]
     ({"http_proxy": "http://proxy:3128"}, True),
     ({"all_proxy": "socks5://proxy"}, True),
     ({"NO_PROXY": "127.0.0.1"}, True),
-    ({"REQUESTS_CA_BUNDLE": "/tmp/ca.pem"}, True),
-    ({"CURL_CA_BUNDLE": "/tmp/ca.pem"}, True),
+    ({"REQUESTS_CA_BUNDLE": "/tmp/ca.pem"}, False),
 ])
-def test_the_environment_matters_only_when_it_configures_a_proxy_or_a_ca_bundle(environ, configured):
-    assert environment_configured(environ) is configured
-    assert http_session(environ=environ).trust_env is configured
-    assert azure_client_options(environ=environ)["use_env_settings"] is configured
+def test_the_environment_is_read_per_request_only_when_it_configures_a_proxy(environ, proxy):
+    assert proxy_configured(environ) is proxy
+    assert http_session(environ=environ).trust_env is proxy
+    assert azure_client_options(environ=environ)["use_env_settings"] is proxy
+
+
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_a_ca_bundle_in_the_environment_is_read_once_and_handed_over(variable):
+    environ = {variable: "/etc/local-ca.pem"}
+    assert http_session(environ=environ).verify == "/etc/local-ca.pem"
+    assert azure_client_options(environ=environ)["connection_verify"] == "/etc/local-ca.pem"
+    transport = azure_client_options(environ=environ, pool=20)["transport"]
+    assert transport.connection_config.verify == "/etc/local-ca.pem"
+    # What the caller says wins; and with a proxy requests reads the bundle itself.
+    given = azure_client_options({"connection_verify": "/mine.pem"}, environ=environ)
+    assert given["connection_verify"] == "/mine.pem"
+    assert http_session(environ={**environ, "HTTPS_PROXY": "http://p"}).verify is True
+    assert http_session(environ={}).verify is True
 
 
 def test_a_session_keeps_as_many_connections_as_asked():

@@ -4,10 +4,12 @@ something, and keep as many connections as the sweep uses at once.
 ``requests`` looks for proxy settings (and a CA bundle, and ``.netrc``) in the environment on
 every request when a session trusts it, and azure-core's transport lets it; that costs 0.2–0.5 ms
 of CPU a request here (docs/field-notes.md), for nothing when no proxy is configured — as in
-Azure. So: when no proxy or CA-bundle variable is set, sessions get ``trust_env = False`` and
-azure-core clients ``use_env_settings=False``; when one is set (a developer behind a proxy, a
-local run trusting the fakes' CA through ``REQUESTS_CA_BUNDLE``), everything reads the
-environment as before.
+Azure. So sessions get ``trust_env = False`` and azure-core clients ``use_env_settings=False``
+unless a proxy variable is set (a developer behind a proxy: then everything reads the
+environment as before). A CA bundle named by ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (a
+local run trusting the fakes' CA) is read once, here, and handed over explicitly as the
+session's ``verify`` and the clients' ``connection_verify``; an explicit value given by the
+caller wins.
 
 A ``requests`` session keeps at most ``pool_maxsize`` (default 10) connections per host; more
 requests at once open connections that are dropped afterwards (with a urllib3 warning each).
@@ -25,8 +27,8 @@ from azure.core.pipeline.transport import RequestsTransport
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-__all__ = ["environment_configured", "http_session", "azure_client_options", "pool_size",
-           "HOST_MESSAGES"]
+__all__ = ["proxy_configured", "ca_bundle", "http_session", "azure_client_options",
+           "pool_size", "HOST_MESSAGES"]
 
 #: Messages the Functions host works at once per instance: host.json's queues.batchSize (4)
 #: plus newBatchThreshold (2). "The maximum number of messages processed in parallel by the
@@ -34,7 +36,6 @@ __all__ = ["environment_configured", "http_session", "azure_client_options", "po
 #: https://azuresdkdocs.z19.web.core.windows.net/dotnet/Microsoft.Azure.WebJobs.Extensions.Storage.Queues/5.3.3/api/Microsoft.Azure.WebJobs.Host/Microsoft.Azure.WebJobs.Host.QueuesOptions.html
 #: (tests/unit/test_transport.py keeps it equal to host.json).
 HOST_MESSAGES = 6
-_CA_VARIABLES = frozenset({"REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"})
 # azure-core's transport retries itself (its RetryPolicy); the connection pool must not.
 _NO_RETRIES = Retry(total=False, redirect=False, raise_on_status=False)
 # Passed through to azure-core's transport, which reads them when it is built.
@@ -42,12 +43,17 @@ _CONNECTION_OPTIONS = ("connection_timeout", "read_timeout", "connection_verify"
                        "connection_cert", "connection_data_block_size")
 
 
-def environment_configured(environ: Mapping[str, str] | None = None) -> bool:
-    """Whether a proxy (``*_proxy``, ``no_proxy``, any case) or a CA bundle is configured in
-    the environment: then requests must keep reading it."""
+def proxy_configured(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether a proxy (``*_proxy``, ``no_proxy``, any case) is configured in the environment:
+    then requests must keep reading it on every request."""
     env = os.environ if environ is None else environ
-    return any(value and (name.upper().endswith("_PROXY") or name.upper() in _CA_VARIABLES)
-               for name, value in env.items())
+    return any(value and name.upper().endswith("_PROXY") for name, value in env.items())
+
+
+def ca_bundle(environ: Mapping[str, str] | None = None) -> str | None:
+    """The CA bundle the environment names for requests, as requests itself would pick it."""
+    env = os.environ if environ is None else environ
+    return env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE") or None
 
 
 def pool_size(concurrency: int) -> int:
@@ -59,7 +65,10 @@ def pool_size(concurrency: int) -> int:
 def http_session(*, pool: int = 10, environ: Mapping[str, str] | None = None) -> requests.Session:
     """The ``requests`` session for msal and the caller-token key fetches."""
     session = requests.Session()
-    session.trust_env = environment_configured(environ)
+    session.trust_env = proxy_configured(environ)
+    bundle = ca_bundle(environ)
+    if bundle and not session.trust_env:
+        session.verify = bundle
     adapter = HTTPAdapter(pool_maxsize=pool)
     session.mount("https://", adapter)
     session.mount("http://", adapter)
@@ -68,12 +77,15 @@ def http_session(*, pool: int = 10, environ: Mapping[str, str] | None = None) ->
 
 def azure_client_options(options: Mapping | None = None, *, pool: int | None = None,
                          environ: Mapping[str, str] | None = None) -> dict:
-    """``options`` for one azure-core client, plus ``use_env_settings`` as the environment
-    calls for and, with ``pool``, a transport of its own keeping that many connections. Call it
-    once per client: a transport belongs to the client it is given to."""
+    """``options`` for one azure-core client, plus ``use_env_settings`` (and the environment's
+    CA bundle) as the environment calls for and, with ``pool``, a transport of its own keeping
+    that many connections. Call it once per client: a transport belongs to the client it is
+    given to."""
     merged = dict(options or {})
-    use_env = environment_configured(environ)
-    merged.setdefault("use_env_settings", use_env)
+    merged.setdefault("use_env_settings", proxy_configured(environ))
+    bundle = ca_bundle(environ)
+    if bundle and not merged["use_env_settings"]:
+        merged.setdefault("connection_verify", bundle)
     if pool is None or "transport" in merged:
         return merged
     session = requests.Session()
