@@ -50,26 +50,46 @@ def stored(records: TableRecords, tenant: str, count: int) -> list:
     return sorted(created, key=lambda r: r.user_id)
 
 
-def test_a_batch_is_read_with_one_range_query_of_the_record_columns(hooked, table_client):
+def selected(url: str) -> set[str]:
+    return set(re.search(r"\$select=([^&]+)", url).group(1).replace("%2C", ",").split(","))
+
+
+def test_a_dense_batch_is_read_with_one_range_query_of_the_record_columns(hooked, table_client):
     records, seen = hooked
     tenant = new_id()
     rows = stored(records, tenant, 30)
-    other_tenant = stored(records, new_id(), 3)
-    wanted = [r.user_id for r in rows[2:28:3]] + [new_id()]  # every third, and one never stored
+    stored(records, new_id(), 3)  # another tenant's rows stay out
+    wanted = [r.user_id for r in rows[5:25]]
     seen.seen.clear()
 
     found = records.get_many(tenant, wanted)
 
     ((method, url, _, status),) = seen.seen
     assert (method, status) == ("GET", 200)
-    assert "RowKey%20ge" in url and "RowKey%20le" in url
-    selected = re.search(r"\$select=([^&]+)", url).group(1).replace("%2C", ",").split(",")
-    assert set(selected) == set(RECORD_COLUMNS)
-    expected = {r.user_id: r for r in rows[2:28:3]}
-    assert found == expected  # the rows between them and the missing user are left out
-    assert all(found[u].etag == expected[u].etag for u in found)
+    assert "RowKey%20ge" in url and "RowKey%20le" in url and selected(url) == set(RECORD_COLUMNS)
+    assert found == {r.user_id: r for r in rows[5:25]}
+    assert all(found[r.user_id].etag == r.etag for r in rows[5:25])
     assert records.get_many(tenant, []) == {}
-    assert other_tenant[0].user_id not in records.get_many(tenant, [other_tenant[0].user_id])
+
+
+def test_a_sparse_batch_reads_what_the_first_page_lacks_by_key_not_the_whole_range(
+        hooked, table_client):
+    records, seen = hooked
+    tenant = new_id()
+    rows = stored(records, tenant, 120)
+    wanted = [r.user_id for r in rows[::6]] + [new_id()]  # 20 stored, one never was
+    seen.seen.clear()
+
+    found = records.get_many(tenant, wanted)
+
+    assert found == {r.user_id: r for r in rows[::6]}
+    urls = [url for _, url, _, _ in seen.seen]
+    # One page of the range (42 rows: twice the users), then the rest by key, at most 14 a
+    # query (15 comparisons with the PartitionKey's) — not the 100-odd rows of the range.
+    assert "RowKey%20ge" in urls[0] and "top=42" in urls[0].replace("%24", "$").replace("$", "")
+    keyed = urls[1:]
+    assert 1 <= len(keyed) <= 2 and all("RowKey%20ge" not in u for u in keyed)
+    assert all(u.count("RowKey%20eq") <= 14 and selected(u) == set(RECORD_COLUMNS) for u in keyed)
 
 
 def test_a_transaction_with_one_stale_and_one_deleted_row_writes_every_other_record(
