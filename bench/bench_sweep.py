@@ -207,8 +207,7 @@ def _measure_size(endpoints: dict, size: int, tenants: list[str], samples: dict,
             queue = next(c for c in app.clients if isinstance(c, StorageQueue))
             after = settings.refresh_after
             planner = Planner(records=app.records, keys=app.keys, queue=queue, clock=clock,
-                              refresh_after=after, batch_size=OLD_BATCH_SIZE,
-                              batch_span=10 ** 9)
+                              refresh_after=after, batch_size=OLD_BATCH_SIZE)
             worker = SequentialWorker(vault=app.vault, queue=queue, clock=clock,
                                       refresh_after=after)
             app = dataclasses.replace(app, sweep=SweepHandler(planner=planner, worker=worker,

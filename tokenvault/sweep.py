@@ -48,9 +48,6 @@ __all__ = ["Planner", "Worker", "SweepHandler", "PlanSummary", "BatchSummary", "
 
 log = logging.getLogger("tokenvault.sweep")
 
-#: A batch spans at most this many scanned rows from its first user to its last, so the
-#: worker's one range query over them reads at most about a page.
-BATCH_SPAN = 1000
 PAGE_SIZE = 1000
 #: (tenant, key version, count) entries per ``sweep.inventory`` line: ~16 KB of text, well
 #: within what Application Insights keeps of a trace message (32 KB).
@@ -94,7 +91,7 @@ class _Tenant:
     """What the plan holds of the tenant it is scanning. Records come ordered by tenant, so
     this is one tenant at a time and the plan's memory does not grow with tenants."""
 
-    __slots__ = ("tenant_id", "latest", "failed", "versions", "batch", "batch_start")
+    __slots__ = ("tenant_id", "latest", "failed", "versions", "batch")
 
     def __init__(self, tenant_id: str) -> None:
         self.tenant_id = tenant_id
@@ -102,19 +99,17 @@ class _Tenant:
         self.failed = False  # its key could not be read: nothing of it is planned
         self.versions: Counter = Counter()
         self.batch: list[str] = []
-        self.batch_start = 0
 
 
 class Planner:
     def __init__(self, *, records: Records, keys: Keys, queue: Queue, clock: Clock,
                  refresh_after: timedelta, time_budget: timedelta = timedelta(minutes=4),
                  batch_size: int = BATCH_SIZE, page_size: int = PAGE_SIZE,
-                 batch_span: int = BATCH_SPAN,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._records, self._keys, self._queue, self._clock = records, keys, queue, clock
         self._refresh_after = refresh_after
         self._budget = time_budget.total_seconds()
-        self._batch_size, self._page_size, self._span = batch_size, page_size, batch_span
+        self._batch_size, self._page_size = batch_size, page_size
         self._monotonic = monotonic
 
     def plan(self, *, run: str | None = None, tenant_id: str | None = None,
@@ -170,10 +165,6 @@ class Planner:
         return tenant
 
     def _add(self, tenant: _Tenant, user_id: str, summary: PlanSummary) -> None:
-        if tenant.batch and summary.scanned - tenant.batch_start >= self._span:
-            self._send_batch(summary, tenant)  # too far apart for one range query: a new batch
-        if not tenant.batch:
-            tenant.batch_start = summary.scanned
         tenant.batch.append(user_id)
         if len(tenant.batch) >= self._batch_size:
             self._send_batch(summary, tenant)

@@ -342,23 +342,3 @@ def test_a_throttled_refresh_starts_nothing_more_and_defers_the_rest_once(world)
     assert sorted(deferred["users"]) == sorted(untouched)
     assert deferred == {**batch(TENANTS[0], users), "users": deferred["users"]}
 
-
-def test_a_batch_spans_few_rows_so_the_workers_range_query_stays_small(world):
-    tenant = TENANTS[0]
-    rows = sorted(k.user_id for k in world.records.rows if k.tenant_id == tenant)
-    due = rows[::5]  # every fifth record of the tenant is due, the rest fresh
-    for user_id in due:
-        key = RecordKey(tenant, user_id)
-        world.records.put(world.records.rows[key].evolve(
-            refreshed_at=world.clock.now() - timedelta(days=8)))
-    sweep = Sweep(world)
-    sweep.planner = Planner(records=world.records, keys=world.keys, queue=sweep.queue,
-                            clock=world.clock, refresh_after=REFRESH_AFTER, batch_size=100,
-                            page_size=50, batch_span=20)
-
-    summary = sweep.planner.plan()
-
-    batches = [m["users"] for m, _ in sweep.queue.items]
-    assert summary.planned == len(due) == 12 and sum(batches, []) == due
-    assert all(rows.index(b[-1]) - rows.index(b[0]) < 20 for b in batches)
-    assert [len(b) for b in batches] == [4, 4, 4]
