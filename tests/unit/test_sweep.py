@@ -4,6 +4,7 @@ what the worker does with a batch when things go wrong."""
 import itertools
 import json
 import logging
+import os
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -15,9 +16,11 @@ from tests.fakes import throttled
 from tests.unit.world import SCOPES, World
 from tokenvault.adapters.memory_queue import MemoryQueue
 from tokenvault.cli.sweep import run_in_process
+from tokenvault.envelope import Binding, _seal_v1
 from tokenvault.errors import BadRequest
 from tokenvault.maintenance import Outcome
 from tokenvault.model import RecordKey, Status
+from tokenvault.sensitive import Sensitive
 from tokenvault.sweep import Planner, SweepHandler, Worker, due_before
 
 TENANTS = ["aaaaaaaa-0000-0000-0000-00000000000%d" % i for i in range(1, 4)]
@@ -342,3 +345,31 @@ def test_a_throttled_refresh_starts_nothing_more_and_defers_the_rest_once(world)
     assert sorted(deferred["users"]) == sorted(untouched)
     assert deferred == {**batch(TENANTS[0], users), "users": deferred["users"]}
 
+
+
+def test_version_1_envelopes_are_read_and_every_write_reseals_them_as_version_2(world):
+    """The sweep migrates: records sealed before version 2 open as they are, and each refresh
+    (within TOKENVAULT_REFRESH_AFTER) or rewrap (after the next rotation) writes version 2."""
+    def as_version_1(key: RecordKey) -> None:
+        record = world.records.rows[key]
+        token = Sensitive(world.stored_refresh_token(key))
+        tenant_key = world.keys.get(record.tenant_id, record.key_version)
+        binding = Binding(record.tenant_id, record.user_id, record.client_id, record.key_version)
+        world.records.put(record.evolve(ciphertext=_seal_v1(tenant_key.material, token, binding,
+                                                            os.urandom(12))))
+
+    due, rewrapped, redeemed = (RecordKey(TENANTS[0], user(n)) for n in (1, 2, 3))
+    for key in (due, rewrapped, redeemed):
+        as_version_1(key)
+    world.records.put(world.records.rows[due].evolve(
+        refreshed_at=world.clock.now() - timedelta(days=8)))
+    world.keys.rotate(TENANTS[0])
+    before = world.stored_refresh_token(rewrapped)
+
+    world.vault.redeem(redeemed, SCOPES)
+    _, outcomes = Sweep(world).run()
+
+    # The redeem wrote its user back under the newest key already: 60 - 1 - 1 rewraps.
+    assert outcomes[Outcome.REFRESHED] == 1 and outcomes[Outcome.REWRAPPED] == 58
+    assert {world.records.rows[k].ciphertext[0] for k in (due, rewrapped, redeemed)} == {2}
+    assert world.stored_refresh_token(rewrapped) == before
