@@ -265,7 +265,10 @@ def _measure_size(endpoints: dict, size: int, tenants: list[str], samples: dict,
         seed_seconds[path] = round(time.perf_counter() - started, 2)
 
     def drain(app, workers: int, limit: int | None = None) -> int:
-        """Deliver queue messages to function_app's ``refresh_work`` as the host does."""
+        """Deliver queue messages to function_app's ``refresh_work`` as the host does: each
+        of ``workers`` threads works one message at a time (host.json's batchSize of 4 keeps
+        4 in flight; a thread that took 16 at once would work them one after another while
+        the others found the queue empty)."""
         claimed, delivered = Counter(), Counter()
         lock = threading.Lock()
 
@@ -273,7 +276,7 @@ def _measure_size(endpoints: dict, size: int, tenants: list[str], samples: dict,
             with QueueClient.from_connection_string(conn, app.settings.backend.refresh_queue) as queue:
                 while True:
                     with lock:
-                        want = 16 if limit is None else min(16, limit - claimed["n"])
+                        want = 1 if limit is None else min(1, limit - claimed["n"])
                         claimed["n"] += max(want, 0)
                     if want <= 0:
                         return
