@@ -4,37 +4,29 @@ conditional on the ETag it was read with.
 The entity layout (docs/design.md "Record layout") lives in ``table_entity``. Ids are checked as lower-case
 GUIDs here again, although ``RecordKey`` and ``TokenRecord`` already check them, because this is
 where an id becomes a table key or a filter value: nothing else may reach either. Azure
-exceptions become ``VaultError``s in one place, ``_translate``.
+exceptions become ``VaultError``s in one place, ``table_errors.translate``.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from itertools import islice
 
 from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-)
+from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableTransactionError, UpdateMode
 
-from ..errors import InternalError, NotFound, RecordConflict, UpstreamUnavailable, VaultError
+from ..errors import InternalError, NotFound, RecordConflict
 from ..model import RecordKey, TokenRecord, valid_id
 from ..ports import Page, Records
 from .table_entity import decode_continuation, encode_continuation, ids, to_entity, to_record, to_summary
+from .table_errors import error_code, translate, translated
 from .transport import azure_client_options
-from .upstream import retry_after_of
 
 __all__ = ["TableRecords", "CLIENT_OPTIONS"]
 
-log = logging.getLogger(__name__)
 
 #: Client options for the redeem hot path. The SDK's defaults (10 retries, exponential backoff
 #: up to 2 minutes, 300 s timeouts) would hold a user's request for minutes while storage is
@@ -65,8 +57,6 @@ _BATCH = 100
 # A transaction refused for one operation names it as the message's prefix ("37:...").
 # https://learn.microsoft.com/rest/api/storageservices/performing-entity-group-transactions
 _FAILED_INDEX = re.compile(r"(\d+):")
-_DEFAULT_RETRY_AFTER = 2
-_WRITE_ROLE = "Storage Table Data Contributor"
 
 
 class TableRecords(Records):
@@ -99,7 +89,7 @@ class TableRecords(Records):
     def ensure_table(self) -> None:
         """Create the table if it is missing (deployment and local runs; not per call).
         Needs Storage Table Data Contributor."""
-        with _translated():
+        with translated():
             try:
                 self._table.create_table()
             except ResourceExistsError:
@@ -110,7 +100,7 @@ class TableRecords(Records):
     def get(self, key: RecordKey) -> TokenRecord:
         """Point read. Needs Storage Table Data Reader (or Contributor)."""
         tenant, user = ids(key)
-        with _translated():
+        with translated():
             entity = self._table.get_entity(tenant, user)
         return to_record(entity)
 
@@ -129,7 +119,7 @@ class TableRecords(Records):
         pager = self._table.query_entities(
             _RANGE, parameters={"tenant": tenant, "first": min(wanted), "last": max(wanted)},
             select=list(RECORD_COLUMNS), results_per_page=min(1000, 2 * len(wanted)))
-        with _translated():
+        with translated():
             pages = pager.by_page()
             first = list(next(pages, ()))
             more = pages.continuation_token is not None
@@ -149,7 +139,7 @@ class TableRecords(Records):
     def create(self, record: TokenRecord) -> TokenRecord:
         """Insert; ``RecordConflict`` if the row exists. Needs Storage Table Data Contributor."""
         entity = to_entity(record)
-        with _translated():
+        with translated():
             written = self._table.create_entity(entity)
         return record.evolve(etag=written["etag"])
 
@@ -160,7 +150,7 @@ class TableRecords(Records):
         if not record.etag:
             raise ValueError("update needs the ETag the record was read with")
         entity = to_entity(record)
-        with _translated():
+        with translated():
             written = self._table.update_entity(entity, mode=UpdateMode.REPLACE, etag=record.etag,
                                                 match_condition=MatchConditions.IfNotModified)
         return record.evolve(etag=written["etag"])
@@ -191,11 +181,11 @@ class TableRecords(Records):
                        {"mode": UpdateMode.REPLACE, "etag": records[i].etag,
                         "match_condition": MatchConditions.IfNotModified}) for i in pending]
         try:
-            with _translated(passthrough=TableTransactionError):
+            with translated(passthrough=TableTransactionError):
                 answers = self._table.submit_transaction(operations)
         except TableTransactionError as exc:
-            if exc.status_code not in (404, 412) or _error_code(exc) == "TableNotFound":
-                raise _translate(exc) from exc
+            if exc.status_code not in (404, 412) or error_code(exc) == "TableNotFound":
+                raise translate(exc) from exc
             failed = _FAILED_INDEX.match(str(getattr(exc, "message", "") or ""))
             if failed is None or int(failed.group(1)) >= len(pending):
                 # No operation named: find the stale ones one conditional write at a time.
@@ -220,7 +210,7 @@ class TableRecords(Records):
         # The SDK swallows a 404 on delete; the port reports it, so look at the status.
         statuses: list[int] = []
         condition = MatchConditions.IfNotModified if etag else MatchConditions.Unconditionally
-        with _translated():
+        with translated():
             self._table.delete_entity(
                 tenant, user, etag=etag, match_condition=condition,
                 raw_response_hook=lambda response: statuses.append(response.http_response.status_code))
@@ -236,7 +226,7 @@ class TableRecords(Records):
             raise ValueError("page_size must be between 1 and 1000 (the service's page limit)")
         resume = decode_continuation(continuation) if continuation is not None else None
         pager = self._query(tenant_id, PROJECTION, page_size)
-        with _translated():
+        with translated():
             pages = pager.by_page(continuation_token=resume)
             entities = list(next(pages, ()))
         items = [summary for summary in map(to_summary, entities) if summary is not None]
@@ -247,7 +237,7 @@ class TableRecords(Records):
     def tenant_has_records(self, tenant_id: str) -> bool:
         """A query for at most one row key of the tenant. Needs Storage Table Data Reader."""
         pager = self._query(valid_id(tenant_id, "tenant_id"), ("RowKey",), 1)
-        with _translated():
+        with translated():
             return next(iter(pager), None) is not None
 
     # --- ops -----------------------------------------------------------------------------
@@ -260,7 +250,7 @@ class TableRecords(Records):
         while True:
             # Re-query from the start each round: the rows just deleted are gone from it, and
             # no continuation has to survive deletes.
-            with _translated():
+            with translated():
                 users = [e["RowKey"] for e in islice(self._query(tenant, ("RowKey",), 1000), 1000)]
             if not users:
                 return deleted
@@ -271,7 +261,7 @@ class TableRecords(Records):
         """Records per tenant per key version, from a projection scan. Needs Storage Table Data
         Reader."""
         counts: dict[str, Counter[str]] = {}
-        with _translated():
+        with translated():
             for entity in self._query(tenant_id, ("PartitionKey", "KeyVersion"), 1000):
                 counts.setdefault(entity["PartitionKey"], Counter())[entity.get("KeyVersion", "")] += 1
         return counts
@@ -287,13 +277,13 @@ class TableRecords(Records):
 
     def _delete_batch(self, tenant: str, users: list[str]) -> int:
         try:
-            with _translated(passthrough=TableTransactionError):
+            with translated(passthrough=TableTransactionError):
                 self._table.submit_transaction(
                     [("delete", {"PartitionKey": tenant, "RowKey": user}) for user in users])
             return len(users)
         except TableTransactionError as exc:
             if exc.status_code != 404:
-                raise _translate(exc) from exc
+                raise translate(exc) from exc
         # A row vanished meanwhile and failed the whole transaction: go one by one.
         deleted = 0
         for user in users:
@@ -317,7 +307,7 @@ def _keep(entities, wanted: set[str], found: dict[str, TokenRecord]) -> None:
 
 def _entities(pager) -> Iterator:
     """Every entity of a query, page by page, letting go of each page when done with it."""
-    with _translated():
+    with translated():
         pages = pager.by_page()
         for page in pages:
             yield from list(page)
@@ -329,51 +319,3 @@ def _let_go(pages) -> None:
     page it holds would wait for a full garbage collection: the sweep's memory would grow with
     the record count between collections. Let go of the page now."""
     pages._current_page = pages._response = None
-
-
-# --- errors ---------------------------------------------------------------------------------
-
-@contextmanager
-def _translated(passthrough: type[Exception] | tuple = ()) -> Iterator[None]:
-    try:
-        yield
-    except passthrough:
-        raise
-    except AzureError as exc:
-        raise _translate(exc) from exc
-
-
-def _translate(exc: AzureError) -> VaultError:
-    """The one mapping of Azure exceptions to ``VaultError`` for table storage."""
-    status = getattr(exc, "status_code", None)
-    code = _error_code(exc)
-    if code == "TableNotFound":
-        log.error("storage table is missing: deploy it or run ensure_table",
-                  extra={"code": "table_missing"})
-        return InternalError()
-    if isinstance(exc, ResourceNotFoundError) or status == 404:
-        return NotFound()
-    if isinstance(exc, (ResourceModifiedError, ResourceExistsError)) or status in (409, 412):
-        return RecordConflict()
-    if status in (401, 403):
-        log.error("storage refused the request (HTTP %s): the app's identity needs the %s role "
-                  "on the storage account", status, _WRITE_ROLE, extra={"code": "storage_forbidden"})
-        return InternalError()
-    if status is None or status in (408, 429) or status >= 500:
-        # No status: the request never got an answer (refused, reset, timed out).
-        return UpstreamUnavailable(retry_after=retry_after_of(exc, default=_DEFAULT_RETRY_AFTER),
-                                   upstream="storage")
-    log.error("storage rejected the request (HTTP %s, %s)", status, code or "no code",
-              extra={"code": "storage_rejected"})
-    return InternalError()
-
-
-def _error_code(exc: AzureError) -> str:
-    code = getattr(exc, "error_code", None) or _header(exc, "x-ms-error-code") or ""
-    return str(getattr(code, "value", code))
-
-
-def _header(exc: AzureError, name: str) -> str | None:
-    response = getattr(exc, "response", None)
-    return response.headers.get(name) if response is not None else None
-
