@@ -17,6 +17,7 @@ from .errors import UpstreamUnavailable, VaultError
 from .maintenance import Outcome
 from .model import TokenRecord
 from .ports import Clock, Queue
+from .settings import DEFAULT_SWEEP_CONCURRENCY
 from .sweep_messages import due_before, log_summary, parse_batch
 from .vault import Vault
 
@@ -25,7 +26,7 @@ __all__ = ["Worker", "BatchSummary", "CONCURRENCY"]
 log = logging.getLogger("tokenvault.sweep")
 
 #: Records of one tenant maintained at once per process (TOKENVAULT_SWEEP_CONCURRENCY).
-CONCURRENCY = 8
+CONCURRENCY = DEFAULT_SWEEP_CONCURRENCY
 
 
 @dataclass

@@ -186,6 +186,10 @@ def test_one_broken_record_does_not_stop_the_batch(world):
     summary = Sweep(world).worker.work(message)
 
     assert summary.counts == {Outcome.FAILED: 1, Outcome.REWRAPPED: 4}
+    # Left as it was, but for the note ops look for: its ciphertext is not rewritten.
+    after = world.records.rows[broken]
+    assert after.ciphertext == b"\x01" + bytes(40) and after.last_error == "ciphertext_invalid"
+    assert after.failure_count == 1
 
 
 @pytest.mark.parametrize("message", [
