@@ -1,27 +1,31 @@
-"""Benchmark: sweep throughput (records/s) for rewrap and for refresh, and the sweep's memory,
-at 1k, 10k and 100k records.
+"""Benchmark: sweep throughput (records/s) for rewrap and for refresh on the old sequential
+path and the new one, side by side in one run, and the new path's memory, at 1k and 10k
+records.
 
 Real parts throughout: Azurite (table and queue) in a temp folder, and — in a child process of
 their own, so their CPU and memory stay out of the figures, as Entra's and Key Vault's stay out
 of a real instance — the HTTPS fakes of Entra ID (50 ms added to every token answer) and Key
 Vault (through the real SecretClient; not the local keyring). Each size runs in a fresh spawned
-process that composes the app as the test stack does (``bootstrap.compose``, real adapters),
-seeds the table (transactions of 100, sealed under the tenant's key), then:
+process that composes the app twice on two tables seeded alike (transactions of 100, sealed
+under the tenant's key):
 
-1. refresh: a bounded sample of the records (default 1,000) is due; one sweep — the timer
-   function's plan onto the real queue, then ``refresh_work`` draining it with ``--workers``
-   threads (host.json's ``batchSize``) — refreshes exactly those at the fake;
-2. rewrap: every tenant's key is rotated; one sweep rewraps every record (no IdP call), or a
-   whole-tenant sample of ``--rewrap-limit`` records when the size is larger;
-3. memory: the keys are rotated again; under tracemalloc the plan pages through all records
-   and queues all of them (plan peak), then a fixed 25 batches are worked (work peak); RSS
-   (current and high-water mark) of the process is read from /proc.
+- **old**: the worker as it was before issue 15 (``bench/sequential_worker.py``: a point read
+  and a conditional replace per record, one record after another, batches of 20), storage
+  clients and msal's session reading the environment on every request, default pools;
+- **new**: ``bootstrap.compose`` as in Azure: a batch read with one range query, rewraps in
+  entity-group transactions, refreshes ``--concurrency`` at a time, batches of 100.
 
-The figures are shown side by side with their ratio to the smallest size: the plan streams
-pages, so its peak must not grow with the record count. Writes bench/results/sweep.json.
+Then, on each: (1) refresh: a sample of the records (default 1,000) is due; one sweep — the
+timer function's plan onto the real queue, then ``refresh_work`` draining it with ``--workers``
+threads (host.json's ``batchSize``) — refreshes exactly those at the fake; (2) rewrap: every
+tenant's key is rotated; one sweep rewraps every record (no IdP call); (3) memory, new path
+only: keys rotated again; under tracemalloc the plan pages through all records and queues all
+of them (plan peak), then a fixed 25 batches are worked (work peak).
 
-    .venv/bin/python bench/bench_sweep.py [--sizes 1000,10000,100000] [--tenants 10]
-        [--refresh-sample 1000] [--rewrap-limit 20000] [--workers 4] [--latency-ms 50]
+Writes bench/results/sweep.json.
+
+    .venv/bin/python bench/bench_sweep.py [--sizes 1000,10000] [--tenants 10]
+        [--refresh-sample 1000] [--workers 4] [--concurrency 8] [--latency-ms 50]
 """
 
 from __future__ import annotations
@@ -136,44 +140,81 @@ class _Summaries(logging.Handler):
         return plans, outcomes
 
 
-def _measure_size(endpoints: dict, size: int, tenants: list[str], sample: list[tuple],
+def _measure_size(endpoints: dict, size: int, tenants: list[str], samples: dict,
                   options: dict) -> dict:
-    """Runs in a spawned process: compose, seed, refresh, rewrap, memory."""
+    """Runs in a spawned process: seed two identical tables, then on each the old sequential
+    path and the new one — refresh, then rewrap — and the new path's memory."""
+    import dataclasses
+
     import requests
     from azure.data.tables import TableClient
     from azure.functions.queue import QueueMessage
     from azure.storage.queue import QueueClient
 
     import function_app
+    from bench.sequential_worker import OLD_BATCH_SIZE, SequentialWorker
     from tests.fakes import FixedClock
     from tests.support.keyvault import ManualMonotonic, StaticTokenCredential
     from tokenvault import bootstrap
     from tokenvault.adapters.key_admin import KeyVaultKeyAdmin
+    from tokenvault.adapters.storage_queue import StorageQueue
     from tokenvault.adapters.table_entity import to_entity
+    from tokenvault.adapters.transport import http_session, pool_size
     from tokenvault.dev.devhost import index_functions
     from tokenvault.envelope import Binding, seal
     from tokenvault.model import Status, TokenRecord
     from tokenvault.sensitive import Sensitive
     from tokenvault.settings import Settings
+    from tokenvault.sweep import Planner, SweepHandler
 
+    # The environment of an Azure instance: no proxy and no CA bundle variable (the fakes' CA
+    # is given explicitly). A CA variable left here would also break the old path, whose msal
+    # session read it on every request in place of the session's own verify.
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        os.environ.pop(name, None)
     conn = endpoints["connection_string"]
-    table = "sweep" + uuid.uuid4().hex[:16]
-    settings = Settings.from_environ({
-        "TOKENVAULT_CLIENT_ID": CLIENT_ID, "TOKENVAULT_CLIENT_SECRET": CLIENT_SECRET,
-        "TOKENVAULT_AUTHORITY_HOST": endpoints["authority_host"],
-        "TOKENVAULT_KEY_VAULT_URL": endpoints["keyvault_url"], "TOKENVAULT_KEY_CACHE_TTL": "300",
-        "TOKENVAULT_REFRESH_AFTER": "P7D", "TOKENVAULT_TABLE": table,
-        "AzureWebJobsStorage": conn})
-    settings = settings.with_backend(refresh_queue="q" + uuid.uuid4().hex[:20])
-    session = requests.Session()
-    session.trust_env, session.verify = False, endpoints["bundle"]
     keyvault_options = {"verify_challenge_resource": False,
                         "connection_verify": endpoints["bundle"]}
     monotonic, clock = ManualMonotonic(), FixedClock(datetime.datetime.now(datetime.timezone.utc))
-    app = bootstrap.compose(settings, credential=StaticTokenCredential(), session=session,
-                            key_vault_options={**keyvault_options, "monotonic": monotonic},
-                            clock=clock)
-    bootstrap.install(app)
+
+    def settings_for(path: str) -> Settings:
+        concurrency = "1" if path == "old" else str(options["concurrency"])
+        settings = Settings.from_environ({
+            "TOKENVAULT_CLIENT_ID": CLIENT_ID, "TOKENVAULT_CLIENT_SECRET": CLIENT_SECRET,
+            "TOKENVAULT_AUTHORITY_HOST": endpoints["authority_host"],
+            "TOKENVAULT_KEY_VAULT_URL": endpoints["keyvault_url"],
+            "TOKENVAULT_KEY_CACHE_TTL": "300", "TOKENVAULT_REFRESH_AFTER": "P7D",
+            "TOKENVAULT_TABLE": f"sweep{path}{uuid.uuid4().hex[:12]}",
+            "TOKENVAULT_SWEEP_CONCURRENCY": concurrency, "AzureWebJobsStorage": conn})
+        return settings.with_backend(refresh_queue=f"q{path}{uuid.uuid4().hex[:16]}")
+
+    def compose(path: str):
+        """The new path: compose as Azure does. The old: what compose built before issue 15 —
+        storage clients and msal's session reading the environment on every request, default
+        connection pools — with the sequential worker and batches of 20."""
+        settings = settings_for(path)
+        if path == "old":
+            session = requests.Session()  # trust_env=True, as msal's default session was
+            storage = {"use_env_settings": True}
+        else:
+            session = http_session(pool=pool_size(settings.sweep_concurrency))
+            storage = {}
+        session.verify = endpoints["bundle"]
+        app = bootstrap.compose(settings, credential=StaticTokenCredential(), session=session,
+                                key_vault_options={**keyvault_options, "monotonic": monotonic},
+                                storage_options=storage, clock=clock)
+        if path == "old":
+            queue = next(c for c in app.clients if isinstance(c, StorageQueue))
+            after = settings.refresh_after
+            planner = Planner(records=app.records, keys=app.keys, queue=queue, clock=clock,
+                              refresh_after=after, batch_size=OLD_BATCH_SIZE)
+            worker = SequentialWorker(vault=app.vault, queue=queue, clock=clock,
+                                      refresh_after=after)
+            app = dataclasses.replace(app, sweep=SweepHandler(planner=planner, worker=worker,
+                                                              queue=queue))
+        return app
+
+    apps = {path: compose(path) for path in ("old", "new")}
     admin = KeyVaultKeyAdmin(endpoints["keyvault_url"], StaticTokenCredential(), **keyvault_options)
     for tenant in tenants:
         admin.create(tenant)
@@ -183,14 +224,14 @@ def _measure_size(endpoints: dict, size: int, tenants: list[str], sample: list[t
     work = {f.get_function_name(): f for f in index_functions(function_app.app)}[
         "refresh_work"].get_user_function()
 
-    # --- seed: transactions of 100, a bounded number in flight (memory stays flat) ---------
+    # --- seed each table alike: transactions of 100, a bounded number in flight ----------------
     now = clock.now()
-    due = {(t, u): token for (t, u), token in sample}
 
-    def rows_of(tenant: str, count: int):
-        key = app.keys.latest(tenant)
+    def rows_of(tenant: str, count: int, due: dict):
+        key = apps["new"].keys.latest(tenant)
         users = [u for (t, u) in due if t == tenant]
         users += [str(uuid.uuid4()) for _ in range(count - len(users))]
+        users.sort()
         for start in range(0, count, 100):
             batch = []
             for user in users[start:start + 100]:
@@ -206,30 +247,36 @@ def _measure_size(endpoints: dict, size: int, tenants: list[str], sample: list[t
             yield batch
 
     per_tenant = size // len(tenants)
-    started = time.perf_counter()
-    with TableClient.from_connection_string(conn, table) as client, \
-            ThreadPoolExecutor(max_workers=options["workers"]) as pool:
-        in_flight = []
-        for tenant in tenants:
-            for batch in rows_of(tenant, per_tenant):
-                in_flight.append(pool.submit(client.submit_transaction,
-                                             [("create", e) for e in batch]))
-                if len(in_flight) >= 2 * options["workers"]:
-                    in_flight.pop(0).result()
-        for future in in_flight:
-            future.result()
-    seed_seconds = time.perf_counter() - started
+    seed_seconds = {}
+    for path, app in apps.items():
+        due = {(t, u): token for (t, u), token in samples[path]}
+        started = time.perf_counter()
+        with TableClient.from_connection_string(conn, app.settings.backend.table) as client, \
+                ThreadPoolExecutor(max_workers=options["workers"]) as pool:
+            in_flight = []
+            for tenant in tenants:
+                for batch in rows_of(tenant, per_tenant, due):
+                    in_flight.append(pool.submit(client.submit_transaction,
+                                                 [("create", e) for e in batch]))
+                    if len(in_flight) >= 2 * options["workers"]:
+                        in_flight.pop(0).result()
+            for future in in_flight:
+                future.result()
+        seed_seconds[path] = round(time.perf_counter() - started, 2)
 
-    def drain(workers: int, limit: int | None = None) -> int:
-        """Deliver queue messages to function_app's ``refresh_work`` as the host does."""
+    def drain(app, workers: int, limit: int | None = None) -> int:
+        """Deliver queue messages to function_app's ``refresh_work`` as the host does: each
+        of ``workers`` threads works one message at a time (host.json's batchSize of 4 keeps
+        4 in flight; a thread that took 16 at once would work them one after another while
+        the others found the queue empty)."""
         claimed, delivered = Counter(), Counter()
         lock = threading.Lock()
 
         def loop() -> None:
-            with QueueClient.from_connection_string(conn, settings.backend.refresh_queue) as queue:
+            with QueueClient.from_connection_string(conn, app.settings.backend.refresh_queue) as queue:
                 while True:
                     with lock:
-                        want = 16 if limit is None else min(16, limit - claimed["n"])
+                        want = 1 if limit is None else min(1, limit - claimed["n"])
                         claimed["n"] += max(want, 0)
                     if want <= 0:
                         return
@@ -251,38 +298,47 @@ def _measure_size(endpoints: dict, size: int, tenants: list[str], sample: list[t
             thread.join()
         return delivered["n"]
 
-    def one_sweep() -> dict:
-        started = time.perf_counter()
+    def one_sweep(path: str) -> dict:
+        app = apps[path]
+        bootstrap.install(app)
+        summaries.take()
+        cpu, started = time.process_time(), time.perf_counter()
         plan = app.sweep.plan_run()
         planned = time.perf_counter()
-        drain(options["workers"])
+        drain(app, options["workers"])
         done = time.perf_counter()
         _, outcomes = summaries.take()
-        return {"planned": plan.planned, "scanned": plan.scanned, "outcomes": dict(outcomes),
-                "plan_s": round(planned - started, 2), "work_s": round(done - planned, 2),
-                "total_s": round(done - started, 2)}
+        return {"planned": plan.planned, "batches": plan.batches, "scanned": plan.scanned,
+                "outcomes": dict(outcomes), "plan_s": round(planned - started, 2),
+                "work_s": round(done - planned, 2), "total_s": round(done - started, 2),
+                "cpu_s": round(time.process_time() - cpu, 2)}
 
-    def rotate(which: list[str]) -> None:
-        for tenant in which:
+    def rotate() -> None:
+        for tenant in tenants:
             admin.rotate(tenant)
-        monotonic.advance(settings.backend.key_cache_ttl + 1)
+        monotonic.advance(apps["new"].settings.backend.key_cache_ttl + 1)
 
-    # --- 1. refresh: only the sample is due, nothing to rewrap ------------------------------
-    refresh = one_sweep()
-    refresh["records_per_s"] = round(len(sample) / refresh["total_s"], 1)
-    assert refresh["outcomes"] == {"refreshed": len(sample)}, refresh
+    # --- 1. refresh: only the sample is due, nothing to rewrap (old, then new) ----------------
+    refresh = {}
+    for path in ("old", "new"):
+        refresh[path] = one_sweep(path)
+        refresh[path]["records"] = len(samples[path])
+        refresh[path]["records_per_s"] = round(len(samples[path]) / refresh[path]["total_s"], 1)
+        assert refresh[path]["outcomes"] == {"refreshed": len(samples[path])}, refresh[path]
 
-    # --- 2. rewrap: every record (or whole tenants up to the limit) on an old key ------------
-    rotated = tenants[:max(1, min(len(tenants), math.ceil(options["rewrap_limit"] / per_tenant)))]
-    rotate(rotated)
-    rewrap = one_sweep()
-    rewrap["records"] = len(rotated) * per_tenant
-    rewrap["sampled"] = len(rotated) < len(tenants)
-    rewrap["records_per_s"] = round(rewrap["records"] / rewrap["total_s"], 1)
-    assert rewrap["outcomes"] == {"rewrapped": rewrap["records"]}, rewrap
+    # --- 2. rewrap: every key rotated, every record of both tables (new, then old) ------------
+    rotate()
+    rewrap = {}
+    for path in ("new", "old"):
+        rewrap[path] = one_sweep(path)
+        rewrap[path]["records"] = size
+        rewrap[path]["records_per_s"] = round(size / rewrap[path]["total_s"], 1)
+        assert rewrap[path]["outcomes"] == {"rewrapped": size}, rewrap[path]
 
-    # --- 3. memory: plan over everything, then a fixed amount of work -------------------------
-    rotate(tenants)
+    # --- 3. memory of the new path: plan over everything, then a fixed amount of work --------
+    app = apps["new"]
+    bootstrap.install(app)
+    rotate()
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
@@ -293,23 +349,25 @@ def _measure_size(endpoints: dict, size: int, tenants: list[str], sample: list[t
     plan_retained = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.reset_peak()
     base = tracemalloc.get_traced_memory()[0]
-    worked = drain(1, limit=MEMORY_BATCHES)
+    worked = drain(app, 1, limit=MEMORY_BATCHES)
     work_peak = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
     summaries.take()
-    with QueueClient.from_connection_string(conn, settings.backend.refresh_queue) as queue:
-        queue.clear_messages()
     status = Path("/proc/self/status").read_text()
     memory = {"plan_peak_kib": round(plan_peak / 1024, 1), "plan_pages": math.ceil(size / 1000),
-              # after the plan returned: before a full gc, and what a full gc left of it
               "plan_end_kib": round(plan_current / 1024, 1), "plan_cyclic_garbage": garbage,
               "plan_retained_after_gc_kib": round(plan_retained / 1024, 1),
               "work_peak_kib": round(work_peak / 1024, 1), "work_batches": worked,
               "rss_kib": _proc_field(status, "VmRSS"), "rss_peak_kib": _proc_field(status, "VmHWM")}
-    with TableClient.from_connection_string(conn, table) as client:
-        client.delete_table()
-    return {"records": size, "tenants": len(tenants), "seed_s": round(seed_seconds, 2),
-            "refresh": refresh, "rewrap": rewrap, "memory": memory}
+    for app in apps.values():
+        with QueueClient.from_connection_string(conn, app.settings.backend.refresh_queue) as queue:
+            queue.clear_messages()
+        with TableClient.from_connection_string(conn, app.settings.backend.table) as client:
+            client.delete_table()
+    ratios = {"refresh": round(refresh["new"]["records_per_s"] / refresh["old"]["records_per_s"], 2),
+              "rewrap": round(rewrap["new"]["records_per_s"] / rewrap["old"]["records_per_s"], 2)}
+    return {"records": size, "tenants": len(tenants), "seed_s": seed_seconds,
+            "refresh": refresh, "rewrap": rewrap, "new_over_old": ratios, "memory": memory}
 
 
 def _proc_field(status: str, name: str) -> int:
@@ -319,9 +377,9 @@ def _proc_field(status: str, name: str) -> int:
     return 0
 
 
-def _run_size(endpoints, size, tenants, sample, options) -> dict:
+def _run_size(endpoints, size, tenants, samples, options) -> dict:
     with _SPAWN.Pool(1) as pool:
-        return pool.apply(_measure_size, (endpoints, size, tenants, sample, options))
+        return pool.apply(_measure_size, (endpoints, size, tenants, samples, options))
 
 
 # --- main -----------------------------------------------------------------------------------
@@ -332,18 +390,21 @@ def _ratio(value: float, base: float) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="1000,10000,100000")
+    parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--tenants", type=int, default=10)
     parser.add_argument("--refresh-sample", type=int, default=1000)
-    parser.add_argument("--rewrap-limit", type=int, default=20_000)
     parser.add_argument("--workers", type=int, default=4, help="queue workers (host batchSize)")
+    parser.add_argument("--concurrency", type=int, default=8,
+                        help="the new path's TOKENVAULT_SWEEP_CONCURRENCY")
     parser.add_argument("--latency-ms", type=float, default=50)
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    options = {"workers": args.workers, "rewrap_limit": args.rewrap_limit}
+    options = {"workers": args.workers, "concurrency": args.concurrency}
 
     folder = Path(tempfile.mkdtemp(prefix="tokenvault-bench-sweep-"))
     rows = []
+    started_at = _load()
     with Azurite(folder / "azurite") as azurite:
         fakes = Fakes(folder / "tls", args.latency_ms / 1000)
         try:
@@ -351,19 +412,18 @@ def main(argv: list[str] | None = None) -> int:
             for size in sizes:
                 tenants = [str(uuid.uuid4()) for _ in range(args.tenants)]
                 wanted = min(size, args.refresh_sample)
-                pairs = [(tenants[i % len(tenants)], str(uuid.uuid4())) for i in range(wanted)]
-                sample = list(zip(pairs, fakes.ask("refresh_tokens", pairs), strict=True))
+                samples = {}
+                for path in ("old", "new"):
+                    pairs = [(tenants[i % len(tenants)], str(uuid.uuid4())) for i in range(wanted)]
+                    samples[path] = list(zip(pairs, fakes.ask("refresh_tokens", pairs), strict=True))
                 before = fakes.ask("counts")
                 started = time.perf_counter()
-                row = _run_size(endpoints, size, tenants, sample, options)
+                row = _run_size(endpoints, size, tenants, samples, options)
                 after = fakes.ask("counts")
                 row["wall_s"] = round(time.perf_counter() - started, 1)
-                row["refresh"]["sample"] = wanted
                 row["idp_refresh_calls"] = after["entra"].get("refresh", 0) \
                     - before["entra"].get("refresh", 0)
-                # The key admin's create and rotate calls (set) are in it, beside the sweeps' gets.
-                row["keyvault_requests_incl_admin"] = sum(after["keyvault"].values()) \
-                    - sum(before["keyvault"].values())
+                assert row["idp_refresh_calls"] == 2 * wanted, row["idp_refresh_calls"]
                 rows.append(row)
                 print(f"  {size:>7} records done in {row['wall_s']} s", file=sys.stderr,
                       flush=True)
@@ -373,48 +433,54 @@ def main(argv: list[str] | None = None) -> int:
     base = rows[0]
     for row in rows:
         m, b = row["memory"], base["memory"]
-        row["ratios_to_smallest"] = {
+        row["memory_ratios_to_smallest"] = {
             "plan_peak": _ratio(m["plan_peak_kib"], b["plan_peak_kib"]),
             "work_peak": _ratio(m["work_peak_kib"], b["work_peak_kib"]),
-            "rss_peak": _ratio(m["rss_peak_kib"], b["rss_peak_kib"]),
-            "rewrap_records_per_s": _ratio(row["rewrap"]["records_per_s"],
-                                           base["rewrap"]["records_per_s"]),
-            "refresh_records_per_s": _ratio(row["refresh"]["records_per_s"],
-                                            base["refresh"]["records_per_s"])}
+            "rss_peak": _ratio(m["rss_peak_kib"], b["rss_peak_kib"])}
     _print(rows, args)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
         "benchmark": "sweep", "when": datetime.datetime.now(datetime.timezone.utc)
         .isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform(terse=True)},
+                    "platform": platform.platform(terse=True),
+                    "load_average_before_after": [started_at, _load()]},
         "settings": {"tenants": args.tenants, "refresh_sample": args.refresh_sample,
-                     "rewrap_limit": args.rewrap_limit, "workers": args.workers,
+                     "workers": args.workers, "new_concurrency": args.concurrency,
                      "entra_latency_ms": args.latency_ms, "keys": "Key Vault fake (HTTPS)",
-                     "batch_size": 20, "page_size": 1000},
+                     "old": "SequentialWorker, batches of 20, point read + replace per record, "
+                            "environment read per request, default pools",
+                     "new": "compose defaults: one range query + transactions of <= 100 for "
+                            "rewraps, refreshes TOKENVAULT_SWEEP_CONCURRENCY at a time, batches "
+                            "of 100, no per-request environment scan, pools sized"},
         "rows": rows}, indent=2) + "\n")
-    print(f"\nwritten: {RESULTS.relative_to(ROOT)}")
+    print(f"\nwritten: {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
     return 0
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def _print(rows: list[dict], args) -> None:
     print(f"\nsweep: {args.tenants} tenants, Entra fake +{args.latency_ms:g} ms, "
-          f"{args.workers} queue workers, {os.cpu_count()} cores (shared with Azurite and the fakes)")
-    header = (f"{'records':>8} {'seed s':>7} | {'refresh n':>9} {'rec/s':>6} | "
-              f"{'rewrap n':>8} {'rec/s':>6} {'plan s':>6} | {'plan peak KiB':>13} {'×':>5} | "
-              f"{'work peak KiB':>13} {'×':>5} | {'RSS peak MiB':>12} {'×':>5}")
+          f"{args.workers} queue workers, new concurrency {args.concurrency}, "
+          f"{os.cpu_count()} cores (shared with Azurite and the fakes)")
+    header = (f"{'records':>8} | {'rewrap old':>10} {'new':>7} {'×':>5} | "
+              f"{'refresh old':>11} {'new':>6} {'×':>5} | {'plan peak KiB':>13} {'×1k':>5} | "
+              f"{'work peak KiB':>13} {'×1k':>5} | {'RSS peak MiB':>12}")
     print(header)
     print("-" * len(header))
     for row in rows:
-        m, r = row["memory"], row["ratios_to_smallest"]
-        rewrap_n = f"{row['rewrap']['records']}{'*' if row['rewrap']['sampled'] else ''}"
-        print(f"{row['records']:>8} {row['seed_s']:>7} | {row['refresh']['sample']:>9} "
-              f"{row['refresh']['records_per_s']:>6} | {rewrap_n:>8} "
-              f"{row['rewrap']['records_per_s']:>6} {row['rewrap']['plan_s']:>6} | "
+        m, r, x = row["memory"], row["memory_ratios_to_smallest"], row["new_over_old"]
+        print(f"{row['records']:>8} | {row['rewrap']['old']['records_per_s']:>10} "
+              f"{row['rewrap']['new']['records_per_s']:>7} {x['rewrap']:>5} | "
+              f"{row['refresh']['old']['records_per_s']:>11} "
+              f"{row['refresh']['new']['records_per_s']:>6} {x['refresh']:>5} | "
               f"{m['plan_peak_kib']:>13} {r['plan_peak']:>5} | {m['work_peak_kib']:>13} "
-              f"{r['work_peak']:>5} | {m['rss_peak_kib'] / 1024:>12.1f} {r['rss_peak']:>5}")
-    if any(row["rewrap"]["sampled"] for row in rows):
-        print("* rewrap measured on whole tenants up to --rewrap-limit records")
+              f"{r['work_peak']:>5} | {m['rss_peak_kib'] / 1024:>12.1f}")
+    print("rec/s of the whole run (plan + work); refresh: a sample of "
+          f"{args.refresh_sample} due records")
 
 
 if __name__ == "__main__":

@@ -199,6 +199,7 @@ module api 'app/api.bicep' = {
       TOKENVAULT_TABLE: tableName
       TOKENVAULT_REFRESH_SCHEDULE: refreshSchedule
       TOKENVAULT_REFRESH_AFTER: refreshAfter
+      TOKENVAULT_SWEEP_CONCURRENCY: '8'
     }
   }
 }

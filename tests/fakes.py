@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 from tests.support.leaks import remember
 from tokenvault.errors import (
+    BadRequest,
     NotFound,
     OfflineAccessMissing,
     ReauthRequired,
@@ -51,6 +52,8 @@ class FakeKeys(Keys):
     def __init__(self) -> None:
         self.versions: dict[str, list[TenantKey]] = {}
         self.stale_latest: dict[str, TenantKey] = {}
+        #: tenant → the error every read of its key raises (malformed, refused, unreachable).
+        self.failing: dict[str, Exception] = {}
         self.calls = Counter()
         self._created = itertools.count()
 
@@ -73,6 +76,8 @@ class FakeKeys(Keys):
 
     def latest(self, tenant_id: str) -> TenantKey:
         self.calls["latest"] += 1
+        if tenant_id in self.failing:
+            raise self.failing[tenant_id]
         if tenant_id in self.stale_latest:
             return self.stale_latest[tenant_id]
         if not self.versions.get(tenant_id):
@@ -81,6 +86,8 @@ class FakeKeys(Keys):
 
     def get(self, tenant_id: str, version: str) -> TenantKey:
         self.calls["get"] += 1
+        if tenant_id in self.failing:
+            raise self.failing[tenant_id]
         for key in self.versions.get(tenant_id, ()):
             if key.version == version:
                 return key
@@ -95,6 +102,8 @@ class FakeRecords(Records):
         self.rows: dict[RecordKey, TokenRecord] = {}
         self.writes = Counter()
         self.before_update: Callable[[TokenRecord], None] | None = None
+        self.before_update_many: Callable[[list[TokenRecord]], None] | None = None
+        self.reads = Counter()
         self._lock = threading.Lock()
         self._etags = itertools.count(1)
 
@@ -104,10 +113,17 @@ class FakeRecords(Records):
         return stored
 
     def get(self, key: RecordKey) -> TokenRecord:
+        self.reads["get"] += 1
         with self._lock:
             if key not in self.rows:
                 raise NotFound()
             return self.rows[key]
+
+    def get_many(self, tenant_id: str, user_ids) -> dict[str, TokenRecord]:
+        self.reads["get_many"] += 1
+        with self._lock:
+            return {u: self.rows[RecordKey(tenant_id, u)] for u in user_ids
+                    if RecordKey(tenant_id, u) in self.rows}
 
     def create(self, record: TokenRecord) -> TokenRecord:
         with self._lock:
@@ -129,6 +145,36 @@ class FakeRecords(Records):
             self.writes["update"] += 1
             return self._stamp(record)
 
+    def update_many(self, records) -> list[TokenRecord | None]:
+        """As on Table storage: transactions of at most 100, all or nothing, a transaction
+        refused for one record sent again without it. ``before_update_many`` runs first, with
+        the records, so a test can change or delete some of them meanwhile."""
+        if len({r.tenant_id for r in records}) > 1:
+            raise ValueError("update_many takes records of one tenant (one partition)")
+        if not all(r.etag for r in records):
+            raise ValueError("update_many needs the ETag each record was read with")
+        hook, self.before_update_many = self.before_update_many, None
+        if hook:
+            hook(list(records))
+        written: list[TokenRecord | None] = [None] * len(records)
+        for start in range(0, len(records), 100):
+            pending = list(range(start, min(start + 100, len(records))))
+            while pending:
+                with self._lock:
+                    stale = next((n for n, i in enumerate(pending)
+                                  if self.rows.get(records[i].key) is None
+                                  or self.rows[records[i].key].etag != records[i].etag), None)
+                    if stale is None:
+                        self.writes["transaction"] += 1
+                        self.writes["update"] += len(pending)
+                        for i in pending:
+                            written[i] = self._stamp(records[i])
+                        pending = []
+                    else:
+                        self.writes["refused_transaction"] += 1
+                        pending.pop(stale)
+        return written
+
     def put(self, record: TokenRecord) -> TokenRecord:
         """Test set-up and concurrent writers: an unconditional write."""
         with self._lock:
@@ -146,6 +192,8 @@ class FakeRecords(Records):
     def scan(self, tenant_id=None, *, page_size=1000, continuation=None) -> Page:
         rows = sorted((r for r in self.rows.values() if tenant_id in (None, r.tenant_id)),
                       key=lambda r: (r.tenant_id, r.user_id))
+        if continuation is not None and not continuation.isdigit():
+            raise BadRequest("continuation is not a token this service issued.", field="continuation")
         start = int(continuation or 0)
         chunk = rows[start:start + page_size]
         after = start + page_size
@@ -173,6 +221,9 @@ class FakeIdentityProvider(IdentityProvider):
         self.omit_refresh_token = False
         self.calls = Counter()
         self.issued_access: list[str] = []
+        #: refresh calls in flight now, and the most ever in flight, per tenant.
+        self.in_flight: Counter = Counter()
+        self.most_in_flight: Counter = Counter()
         self._lock = threading.Lock()
 
     def issue_refresh_token(self, key: RecordKey) -> Sensitive[str]:
@@ -207,15 +258,23 @@ class FakeIdentityProvider(IdentityProvider):
         return self._grant(RecordKey(tenant_id, user), scopes, refresh=True)
 
     def refresh(self, tenant_id, refresh_token, scopes) -> TokenGrant:
-        self.calls["refresh"] += 1
-        hook, self.before_refresh = self.before_refresh, None
-        if hook:
-            hook()
-        self._maybe_fail()
-        token = refresh_token.reveal()
-        if token in self.dead or token not in self.live:
-            raise ReauthRequired(reason="invalid_grant", grant_dead=True)
-        return self._grant(self.live[token], scopes, refresh=self.rotate)
+        with self._lock:
+            self.calls["refresh"] += 1
+            self.in_flight[tenant_id] += 1
+            self.most_in_flight[tenant_id] = max(self.most_in_flight[tenant_id],
+                                                 self.in_flight[tenant_id])
+        try:
+            hook, self.before_refresh = self.before_refresh, None
+            if hook:
+                hook()
+            self._maybe_fail()
+            token = refresh_token.reveal()
+            if token in self.dead or token not in self.live:
+                raise ReauthRequired(reason="invalid_grant", grant_dead=True)
+            return self._grant(self.live[token], scopes, refresh=self.rotate)
+        finally:
+            with self._lock:
+                self.in_flight[tenant_id] -= 1
 
     def kill(self, key: RecordKey) -> None:
         """Revoke every refresh token of the user, as an admin password reset does."""

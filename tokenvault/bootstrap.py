@@ -140,18 +140,19 @@ def build_key_admin(backend: "BackendSettings", credentials: Credentials,
     return LocalKeyringAdmin(backend.local_keyring)
 
 
-def build_records(backend: "BackendSettings", credentials: Credentials,
-                  **options: Any) -> "TableRecords":
-    """The record table. ``options`` are azure-core client options (retries, timeouts, hooks)."""
+def build_records(backend: "BackendSettings", credentials: Credentials, *,
+                  pool: int | None = None, **options: Any) -> "TableRecords":
+    """The record table. ``options`` are azure-core client options (retries, timeouts, hooks);
+    ``pool``: connections to keep (``adapters.transport.pool_size``)."""
     from .adapters.table_records import TableRecords
 
     storage = backend.storage
     if storage.connection_string is not None:
         return TableRecords.from_connection_string(storage.connection_string.reveal(),
-                                                   backend.table, **options)
+                                                   backend.table, pool=pool, **options)
     assert storage.table_endpoint is not None
     return TableRecords.from_endpoint(storage.table_endpoint, backend.table,
-                                      credentials.for_storage(storage), **options)
+                                      credentials.for_storage(storage), pool=pool, **options)
 
 
 def build_queue(backend: "BackendSettings", credentials: Credentials,
@@ -170,16 +171,18 @@ def build_queue(backend: "BackendSettings", credentials: Credentials,
 
 def build_sweep(*, vault: "Vault", records: "Records", keys: "Keys", queue: "Queue",
                 clock: "Clock", refresh_after: timedelta, allowed_tenants: frozenset[str],
-                time_budget: timedelta | None = None) -> tuple["Planner", "Worker"]:
+                time_budget: timedelta | None = None,
+                concurrency: int | None = None) -> tuple["Planner", "Worker"]:
     """The sweep's planner and worker over one queue. ``time_budget``: how long one plan may
     run before it continues itself in a message (default: the planner's, within a function's
-    timeout)."""
+    timeout); ``concurrency``: records of one tenant worked at once (default: the worker's)."""
     from .sweep import Planner, Worker
 
     planner_of = partial(Planner, records=records, keys=keys, queue=queue, clock=clock,
                          refresh_after=refresh_after, allowed_tenants=allowed_tenants)
     planner = planner_of() if time_budget is None else planner_of(time_budget=time_budget)
-    worker = Worker(vault=vault, queue=queue, clock=clock, refresh_after=refresh_after)
+    worker_of = partial(Worker, vault=vault, queue=queue, clock=clock, refresh_after=refresh_after)
+    worker = worker_of() if concurrency is None else worker_of(concurrency=concurrency)
     return planner, worker
 
 
@@ -189,13 +192,16 @@ def compose(settings: "Settings", *, credential: Any = None, session: Any = None
     """Build the app from settings with the real adapters.
 
     ``credential`` reaches Key Vault and identity-based storage (default: ``Credentials``);
-    ``session`` is the ``requests`` session msal and the JWKS fetches use;
-    ``key_vault_options`` go to ``KeyVaultKeys``; ``storage_options`` go to the table and
-    queue clients; ``clock`` is the vault's and the sweep's time (tests pin it).
+    ``session`` is the ``requests`` session msal and the JWKS fetches use (default: one that
+    reads the environment per request only when a proxy or CA bundle is set there, with
+    connections for the sweep's concurrency); ``key_vault_options`` go to ``KeyVaultKeys``;
+    ``storage_options`` go to the table and queue clients; ``clock`` is the vault's and the
+    sweep's time (tests pin it).
     """
     from .access_cache import AccessTokenCache
     from .adapters.caller_tokens import CallerTokenValidator
     from .adapters.entra import EntraIdentityProvider
+    from .adapters.transport import http_session, pool_size
     from .http import Api
     from .ports import SystemClock
     from .sweep import SweepHandler
@@ -204,8 +210,10 @@ def compose(settings: "Settings", *, credential: Any = None, session: Any = None
     backend = settings.backend
     credentials = Credentials(fixed=credential, in_azure=backend.in_azure,
                               client_id=settings.managed_identity_client_id)
+    pool = pool_size(settings.sweep_concurrency)
+    session = session or http_session(pool=pool)
     keys = build_keys(backend, credentials, **(key_vault_options or {}))
-    records = build_records(backend, credentials, **(storage_options or {}))
+    records = build_records(backend, credentials, pool=pool, **(storage_options or {}))
     queue = build_queue(backend, credentials, **(storage_options or {}))
     if not backend.in_azure:
         # In Azure the infrastructure creates the table and the queues (infra/app/storage.bicep)
@@ -222,9 +230,10 @@ def compose(settings: "Settings", *, credential: Any = None, session: Any = None
               redeem_callers=settings.redeem_callers, clock=clock)
     planner, worker = build_sweep(vault=vault, records=records, keys=keys, queue=queue,
                                   clock=clock, refresh_after=settings.refresh_after,
-                                  allowed_tenants=settings.allowed_tenants)
+                                  allowed_tenants=settings.allowed_tenants,
+                                  concurrency=settings.sweep_concurrency)
     return App(settings=settings, vault=vault, api=api, keys=keys, records=records, clock=clock,
-               sweep=SweepHandler(planner=planner, worker=worker),
+               sweep=SweepHandler(planner=planner, worker=worker, queue=queue),
                clients=tuple(c for c in (keys, records, queue) if hasattr(c, "close")))
 
 

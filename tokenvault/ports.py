@@ -49,6 +49,16 @@ class Records(ABC):
         """
 
     @abstractmethod
+    def get_many(self, tenant_id: str, user_ids: Sequence[str]) -> dict[str, TokenRecord]:
+        """The records of these users of one tenant, by user id, read together (on Table
+        storage one range query from the lowest user id to the highest: keep the users close
+        together in row-key order). Users without a record, and rows that cannot be read, are
+        left out; each record carries its ETag.
+
+        :raises UpstreamUnavailable: storage throttled or down.
+        """
+
+    @abstractmethod
     def create(self, record: TokenRecord) -> TokenRecord:
         """Insert a new record; returns it with its ETag.
 
@@ -63,6 +73,21 @@ class Records(ABC):
 
         :raises RecordConflict: the record changed since it was read.
         :raises NotFound: the record was deleted.
+        """
+
+    @abstractmethod
+    def update_many(self, records: Sequence[TokenRecord]) -> list[TokenRecord | None]:
+        """``update`` for many records of one tenant at once: each is replaced only if its
+        stored ETag is still its ``etag``; none is ever re-created.
+
+        Returns, in order, each record as written (with its new ETag), or None where the record
+        changed or was deleted since it was read: nothing is written for it. On Table storage the
+        records go in entity-group transactions of at most 100; a transaction refused for one
+        record's ETag (412) or absence (404) is sent again without that record.
+
+        :raises ValueError: records of more than one tenant, or a record without an ETag.
+        :raises UpstreamUnavailable: storage throttled or down; records of an earlier
+            transaction of the same call may be written.
         """
 
     @abstractmethod
@@ -133,6 +158,15 @@ class Queue(ABC):
         after ``delay`` seconds.
 
         :raises UpstreamUnavailable: storage throttled or down.
+        """
+
+    @abstractmethod
+    def poison(self, body: bytes) -> None:
+        """Move a message that can never be worked to the poison queue as it was received
+        (its body as the host handed it over), instead of letting the host retry it.
+
+        :raises UpstreamUnavailable: storage throttled or down (the host then retries the
+            message, and poisons it itself in the end).
         """
 
     @abstractmethod

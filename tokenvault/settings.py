@@ -38,6 +38,9 @@ DEFAULT_KEY_CACHE_TTL = 300
 #: Flex Consumption (the host's own IsAppService() test is false there), so it can only be a
 #: second marker. https://learn.microsoft.com/azure/app-service/reference-app-settings#app-environment
 AZURE_MARKERS = ("WEBSITE_SITE_NAME", "WEBSITE_INSTANCE_ID")
+#: Records of one tenant the sweep maintains at once per process (refreshes, mostly waiting
+#: on the identity provider); see docs/capacity.md for how it was chosen.
+DEFAULT_SWEEP_CONCURRENCY = 8
 _TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}\Z")
 _DURATION = re.compile(
     r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
@@ -131,6 +134,7 @@ class Settings:
     redeem_callers: frozenset[AppCaller] = frozenset()
     refresh_schedule: str = DEFAULT_REFRESH_SCHEDULE
     refresh_after: timedelta = DEFAULT_REFRESH_AFTER
+    sweep_concurrency: int = DEFAULT_SWEEP_CONCURRENCY
 
     @property
     def in_azure(self) -> bool:
@@ -168,6 +172,9 @@ class Settings:
                                        env.get("TOKENVAULT_REFRESH_SCHEDULE") or DEFAULT_REFRESH_SCHEDULE),
             refresh_after=_duration("TOKENVAULT_REFRESH_AFTER", env.get("TOKENVAULT_REFRESH_AFTER"),
                                     DEFAULT_REFRESH_AFTER),
+            sweep_concurrency=_int("TOKENVAULT_SWEEP_CONCURRENCY",
+                                   env.get("TOKENVAULT_SWEEP_CONCURRENCY"),
+                                   DEFAULT_SWEEP_CONCURRENCY, low=1, high=64, unit="records"),
         )
 
 
@@ -328,13 +335,14 @@ def _callers(name: str, value: str | None) -> frozenset[AppCaller]:
     return frozenset(callers)
 
 
-def _int(name: str, value: str | None, default: int, *, low: int, high: int) -> int:
+def _int(name: str, value: str | None, default: int, *, low: int, high: int,
+         unit: str = "seconds") -> int:
     if value is None:
         return default
     try:
         number = int(value)
     except ValueError:
-        raise SettingError(name, "must be a whole number of seconds") from None
+        raise SettingError(name, f"must be a whole number of {unit}") from None
     if not low <= number <= high:
         raise SettingError(name, f"must be between {low} and {high}")
     return number

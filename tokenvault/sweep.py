@@ -1,22 +1,27 @@
 """The sweep: the timer plans, the queue works.
 
 **Plan** pages through the records' projection (never the ciphertext), asks the key store for
-each tenant's latest version once, and puts batches of record keys — one tenant per message —
-on the queue. Past its time budget it hands the rest to itself as a continuation message
-instead of running long.
+each tenant's latest version once, and puts batches of record keys — one tenant per message,
+close together in row-key order — on the queue. Past its time budget it hands the rest to
+itself as a continuation message instead of running long. A tenant whose key cannot be read
+(malformed, refused, unreachable) is skipped and named in the plan's summary; the others are
+planned as usual.
 
-**Work** takes one batch and runs ``Vault.maintain`` on each record, which re-reads it and
-decides again: the plan's view may be minutes old. When a dependency throttles, the rest of
-the batch is put back on the queue, delayed by the Retry-After it was given.
+**Work** takes one batch: ``Vault.sweep_batch`` reads it with one query and writes the records
+that need only a rewrap in conditional transactions; the rest (refreshes above all) are
+maintained a few at a time (``concurrency``), each re-read and decided again by the vault —
+the plan's view may be minutes old. When a dependency throttles, nothing more is started and
+the records not started are put back on the queue, delayed by the Retry-After.
 
-Both log one summary line (``sweep.plan {...}`` / ``sweep.batch {...}``: the name, then the
-counts as JSON); the plan's carries the key-version inventory: per tenant, how many records
-are on each key version.
+Every message stays small whatever the number of tenants or records: a batch names at most
+``BATCH_SIZE`` users, a continuation only where the scan stopped. Each part of a plan logs one
+summary line (``sweep.plan {...}``) and the key-version inventory of the tenants it scanned in
+lines of their own (``sweep.inventory {...}``, at most ``INVENTORY_LINE`` counts each); a run's
+inventory is the sum of its inventory lines. Each batch logs ``sweep.batch {...}``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -25,31 +30,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .errors import BadRequest, TenantNotOnboarded, UpstreamUnavailable, VaultError
-from .maintenance import Outcome
-from .model import RecordKey, RecordSummary, Status, is_valid_id
+from .errors import BadRequest, TenantNotOnboarded, VaultError
+from .model import RecordSummary, Status
 from .ports import Clock, Keys, Queue, Records
-from .vault import Vault
+from .sweep_messages import (
+    BATCH_SIZE,
+    MESSAGE_VERSION,
+    decode_message,
+    due_before,
+    log_summary,
+    parse_batch,
+)
+from .sweep_work import BatchSummary, Worker
 
 __all__ = ["Planner", "Worker", "SweepHandler", "PlanSummary", "BatchSummary", "due_before",
-           "MESSAGE_VERSION"]
+           "decode_message", "parse_batch", "MESSAGE_VERSION", "BATCH_SIZE"]
 
 log = logging.getLogger("tokenvault.sweep")
 
-MESSAGE_VERSION = 1
-BATCH_SIZE = 20
 PAGE_SIZE = 1000
-
-
-def due_before(user_id: str, now: datetime, refresh_after: timedelta) -> datetime:
-    """A record last refreshed before this moment is due.
-
-    Each user gets a fixed offset within the last tenth of ``refresh_after``, so records
-    stored together are not all refreshed in the same run (jitter), and the plan and the
-    worker — which decide separately — agree on it.
-    """
-    spread = int(user_id[:8], 16) / 0xFFFFFFFF
-    return now - refresh_after + refresh_after * 0.1 * spread
+#: (tenant, key version, count) entries per ``sweep.inventory`` line: ~16 KB of text, well
+#: within what Application Insights keeps of a trace message (32 KB).
+INVENTORY_LINE = 200
+#: Tenants named in a plan summary's ``tenants_failed`` (the count is always complete).
+NAMED_FAILURES = 50
 
 
 @dataclass
@@ -60,39 +64,49 @@ class PlanSummary:
     scanned: int = 0
     skipped: int = 0
     continued: bool = False
-    #: tenant → key version → number of records on it (the key-version inventory).
-    inventory: dict[str, Counter] = field(default_factory=dict)
+    #: tenants this part of the plan scanned.
+    tenants: int = 0
     revoked_tenants: set[str] = field(default_factory=set)
+    #: tenant → error code, for tenants skipped because their key could not be read.
+    tenants_failed: dict[str, str] = field(default_factory=dict)
+    #: records of those tenants (neither planned nor counted as skipped).
+    records_of_failed_tenants: int = 0
+    #: ``sweep.inventory`` lines logged.
+    inventory_lines: int = 0
     #: tenants whose records were left alone: not in TOKENVAULT_ALLOWED_TENANTS.
     not_allowed_tenants: set[str] = field(default_factory=set)
+    #: records of those tenants (neither planned nor counted as skipped).
     not_allowed: int = 0
     poisoned: int | None = None
     duration: float = 0.0
 
     def as_log(self) -> dict:
+        named = dict(sorted(self.tenants_failed.items())[:NAMED_FAILURES])
         return {"run": self.run, "planned": self.planned, "batches": self.batches,
                 "scanned": self.scanned, "skipped": self.skipped, "continued": self.continued,
-                "revoked_tenants": sorted(self.revoked_tenants),
+                "tenants": self.tenants, "revoked_tenants": sorted(self.revoked_tenants),
+                "tenants_failed": named, "tenants_failed_count": len(self.tenants_failed),
+                "records_of_failed_tenants": self.records_of_failed_tenants,
                 "not_allowed": self.not_allowed,
-                "not_allowed_tenants": sorted(self.not_allowed_tenants), "poisoned": self.poisoned,
-                "duration_s": round(self.duration, 3),
-                "inventory": {t: dict(c) for t, c in sorted(self.inventory.items())}}
-
-
-@dataclass
-class BatchSummary:
-    run: str
-    tenant_id: str
-    counts: Counter = field(default_factory=Counter)
-    deferred: int = 0
-    retry_after: int | None = None
-    duration: float = 0.0
-
-    def as_log(self) -> dict:
-        outcomes = {o.value: self.counts.get(o, 0) for o in Outcome}
-        return {"run": self.run, "tenant_id": self.tenant_id, **outcomes,
-                "deferred": self.deferred, "retry_after": self.retry_after,
+                "not_allowed_tenants": sorted(self.not_allowed_tenants)[:NAMED_FAILURES],
+                "not_allowed_tenants_count": len(self.not_allowed_tenants),
+                "inventory_lines": self.inventory_lines, "poisoned": self.poisoned,
                 "duration_s": round(self.duration, 3)}
+
+
+class _Tenant:
+    """What the plan holds of the tenant it is scanning. Records come ordered by tenant, so
+    this is one tenant at a time and the plan's memory does not grow with tenants."""
+
+    __slots__ = ("tenant_id", "latest", "failed", "allowed", "versions", "batch")
+
+    def __init__(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
+        self.latest: str | None = None  # None: the tenant has no key (its records get revoked)
+        self.failed = False  # its key could not be read: nothing of it is planned
+        self.allowed = True  # False: not a tenant this vault keeps; nothing of it is planned
+        self.versions: Counter = Counter()
+        self.batch: list[str] = []
 
 
 class Planner:
@@ -109,57 +123,84 @@ class Planner:
         self._monotonic = monotonic
 
     def plan(self, *, run: str | None = None, tenant_id: str | None = None,
-             continuation: str | None = None,
-             inventory: dict[str, dict[str, int]] | None = None) -> PlanSummary:
+             continuation: str | None = None) -> PlanSummary:
         """Plan one run (or continue one). Returns what it did; also logs it."""
         started = self._monotonic()
-        summary = PlanSummary(run=run or uuid.uuid4().hex,
-                              inventory={t: Counter(v) for t, v in (inventory or {}).items()})
+        summary = PlanSummary(run=run or uuid.uuid4().hex)
         now = self._clock.now()
-        latest: dict[str, str | None] = {}
-        pending: dict[str, list[str]] = {}
+        current: _Tenant | None = None
+        inventory: list[list] = []  # [tenant, key version, records] not yet logged
         while True:
             page = self._records.scan(tenant_id, page_size=self._page_size,
                                       continuation=continuation)
             for item in page:
                 summary.scanned += 1
-                summary.inventory.setdefault(item.tenant_id, Counter())[item.key_version] += 1
-                if self._allowed and item.tenant_id not in self._allowed:
-                    # Not a tenant whose records this vault keeps: no key lookup, no work.
+                if current is None or item.tenant_id != current.tenant_id:
+                    self._finish(current, summary, inventory)
+                    current = self._start(item.tenant_id, summary)
+                current.versions[item.key_version] += 1
+                if not current.allowed:
                     summary.not_allowed += 1
-                    summary.not_allowed_tenants.add(item.tenant_id)
-                    continue
-                if item.tenant_id not in latest:
-                    latest[item.tenant_id] = self._latest_version(item.tenant_id, summary)
-                if not self._needs_work(item, latest[item.tenant_id], now):
+                elif current.failed:
+                    summary.records_of_failed_tenants += 1
+                elif not self._needs_work(item, current.latest, now):
                     summary.skipped += 1
-                    continue
-                batch = pending.setdefault(item.tenant_id, [])
-                batch.append(item.user_id)
-                if len(batch) >= self._batch_size:
-                    self._send_batch(summary, item.tenant_id, pending.pop(item.tenant_id))
+                else:
+                    self._add(current, item.user_id, summary)
             continuation = page.continuation
             if continuation is None:
                 break
             if self._monotonic() - started > self._budget:
                 self._send({"kind": "plan", "run": summary.run, "tenant_id": tenant_id,
-                            "continuation": continuation,
-                            "inventory": {t: dict(c) for t, c in summary.inventory.items()}})
+                            "continuation": continuation})
                 summary.continued = True
                 break
-        for tenant, users in pending.items():
-            self._send_batch(summary, tenant, users)
+        self._finish(current, summary, inventory)
+        self._log_inventory(summary, inventory)
         summary.poisoned = self._poisoned()
         summary.duration = self._monotonic() - started
-        _summary("sweep.plan", summary.as_log())
+        log_summary("sweep.plan", summary.as_log())
         return summary
 
-    def _latest_version(self, tenant_id: str, summary: PlanSummary) -> str | None:
+    def _start(self, tenant_id: str, summary: PlanSummary) -> _Tenant:
+        tenant = _Tenant(tenant_id)
+        summary.tenants += 1
+        if self._allowed and tenant_id not in self._allowed:
+            # Not a tenant whose records this vault keeps: no key lookup, no work.
+            tenant.allowed = False
+            summary.not_allowed_tenants.add(tenant_id)
+            return tenant
         try:
-            return self._keys.latest(tenant_id).version
+            tenant.latest = self._keys.latest(tenant_id).version
         except TenantNotOnboarded:
             summary.revoked_tenants.add(tenant_id)
-            return None
+        except VaultError as error:
+            # A malformed, refused or unreachable key is this tenant's problem alone.
+            tenant.failed = True
+            summary.tenants_failed[tenant_id] = error.code
+            log.warning("sweep.tenant_skipped", extra={"tenant_id": tenant_id, "code": error.code})
+        return tenant
+
+    def _add(self, tenant: _Tenant, user_id: str, summary: PlanSummary) -> None:
+        tenant.batch.append(user_id)
+        if len(tenant.batch) >= self._batch_size:
+            self._send_batch(summary, tenant)
+
+    def _finish(self, tenant: _Tenant | None, summary: PlanSummary, inventory: list) -> None:
+        if tenant is None:
+            return
+        if tenant.batch:
+            self._send_batch(summary, tenant)
+        inventory.extend([tenant.tenant_id, version, count]
+                         for version, count in sorted(tenant.versions.items()))
+        self._log_inventory(summary, inventory, whole_lines_only=True)
+
+    def _log_inventory(self, summary: PlanSummary, inventory: list, *,
+                       whole_lines_only: bool = False) -> None:
+        while len(inventory) >= (INVENTORY_LINE if whole_lines_only else 1):
+            line, inventory[:] = inventory[:INVENTORY_LINE], inventory[INVENTORY_LINE:]
+            summary.inventory_lines += 1
+            log_summary("sweep.inventory", {"run": summary.run, "counts": line})
 
     def _needs_work(self, item: RecordSummary, latest: str | None, now: datetime) -> bool:
         if latest is None:  # the tenant's key is gone: its records are to be marked revoked
@@ -171,8 +212,10 @@ class Planner:
         return (item.key_version != latest
                 or item.refreshed_at < due_before(item.user_id, now, self._refresh_after))
 
-    def _send_batch(self, summary: PlanSummary, tenant_id: str, users: list[str]) -> None:
-        self._send({"kind": "batch", "run": summary.run, "tenant_id": tenant_id, "users": users})
+    def _send_batch(self, summary: PlanSummary, tenant: _Tenant) -> None:
+        users, tenant.batch = tenant.batch, []
+        self._send({"kind": "batch", "run": summary.run, "tenant_id": tenant.tenant_id,
+                    "users": users})
         summary.planned += len(users)
         summary.batches += 1
 
@@ -186,56 +229,13 @@ class Planner:
             return None  # the count is informative; failing to get it must not fail the plan
 
 
-class Worker:
-    def __init__(self, *, vault: Vault, queue: Queue, clock: Clock,
-                 refresh_after: timedelta) -> None:
-        self._vault, self._queue, self._clock = vault, queue, clock
-        self._refresh_after = refresh_after
-
-    def work(self, message: dict, *, attempt: int = 1) -> BatchSummary:
-        """Maintain every record of one batch message."""
-        started = time.monotonic()
-        tenant_id, users = parse_batch(message)
-        summary = BatchSummary(run=str(message.get("run", "")), tenant_id=tenant_id)
-        for index, user_id in enumerate(users):
-            key = RecordKey(tenant_id, user_id)
-            threshold = due_before(user_id, self._clock.now(), self._refresh_after)
-            try:
-                summary.counts[self._vault.maintain(key, refresh_before=threshold)] += 1
-            except UpstreamUnavailable as busy:
-                summary.counts[Outcome.FAILED] += 1
-                self._defer(message, users[index + 1:], busy.retry_after, summary)
-                break
-            except VaultError as error:
-                # One bad record (say, a ciphertext that does not open) must not stop the rest.
-                summary.counts[Outcome.FAILED] += 1
-                log.error("sweep.record_failed", extra={"tenant_id": tenant_id,
-                                                        "user_id": user_id, "code": error.code})
-        summary.duration = time.monotonic() - started
-        _summary("sweep.batch", {**summary.as_log(), "attempt": attempt})
-        return summary
-
-    def _defer(self, message: dict, rest: list[str], retry_after: int,
-               summary: BatchSummary) -> None:
-        summary.retry_after = retry_after
-        if rest:
-            self._queue.send({**message, "users": rest}, delay=retry_after)
-            summary.deferred = len(rest)
-
-
-def _summary(event: str, fields: dict) -> None:
-    """One summary line: the fields in the message itself, because the Functions worker ships a
-    record's message text to Application Insights and drops its extra attributes; and as the
-    record's ``sweep`` attribute for local handlers and tests."""
-    log.info("%s %s", event, json.dumps(fields, sort_keys=True, separators=(",", ":")),
-             extra={"sweep": fields, "event": event})
-
-
 class SweepHandler:
-    """What the timer and the queue functions call: one entry each."""
+    """What the timer and the queue functions call: one entry each. ``queue``: where a
+    message that can never be worked is poisoned (None: it raises, and the host retries it)."""
 
-    def __init__(self, *, planner: Planner, worker: Worker, max_dequeue: int = 5) -> None:
-        self._planner, self._worker = planner, worker
+    def __init__(self, *, planner: Planner, worker: Worker, queue: Queue | None = None,
+                 max_dequeue: int = 5) -> None:
+        self._planner, self._worker, self._queue = planner, worker, queue
         self._max_dequeue = max_dequeue
 
     def plan_run(self, *, past_due: bool = False) -> PlanSummary:
@@ -246,45 +246,30 @@ class SweepHandler:
     def handle(self, body: bytes | str, *, dequeue_count: int = 1) -> None:
         """Work one queue message (already decoded from base64 by the host).
 
-        A message that raises is retried by the host and moved to the poison queue after
-        ``maxDequeueCount`` attempts; the plan's summary reports the poison queue's length.
+        A message that can never be worked — not JSON, not a message of ours, ids that are
+        not GUIDs, a continuation this service did not issue (``BadRequest``) — is moved to the
+        poison queue at once: retrying cannot mend it. Any other failure raises; the host
+        retries the message and moves it to the poison queue after ``maxDequeueCount``
+        attempts. The plan's summary reports the poison queue's length.
         """
-        message = decode_message(body)
-        if dequeue_count >= self._max_dequeue:
-            log.warning("sweep.last_attempt", extra={"sweep": {
-                "run": message.get("run"), "kind": message.get("kind"),
-                "attempt": dequeue_count}})
-        if message.get("kind") == "plan":
-            self._planner.plan(run=str(message.get("run") or ""),
-                               tenant_id=message.get("tenant_id"),
-                               continuation=message.get("continuation"),
-                               inventory=message.get("inventory"))
-        else:
-            self._worker.work(message, attempt=dequeue_count)
+        try:
+            message = decode_message(body)
+            if dequeue_count >= self._max_dequeue:
+                log.warning("sweep.last_attempt", extra={"sweep": {
+                    "run": message.get("run"), "kind": message.get("kind"),
+                    "attempt": dequeue_count}})
+            if message.get("kind") == "plan":
+                self._planner.plan(run=str(message.get("run") or ""),
+                                   tenant_id=message.get("tenant_id"),
+                                   continuation=message.get("continuation"))
+            else:
+                self._worker.work(message, attempt=dequeue_count)
+        except BadRequest:
+            if self._queue is None:
+                raise
+            raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+            self._queue.poison(raw)
+            log.error("sweep.message_poisoned", extra={
+                "code": BadRequest.code, "sweep": {"attempt": dequeue_count, "bytes": len(raw)}})
 
 
-def decode_message(body: bytes | str) -> dict:
-    """A sweep message as JSON; anything else is BadRequest (and ends in the poison queue)."""
-    try:
-        message = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("malformed sweep message") from None
-    if not isinstance(message, dict) or message.get("v") != MESSAGE_VERSION \
-            or message.get("kind") not in ("plan", "batch"):
-        raise BadRequest("malformed sweep message")
-    if message["kind"] == "plan" and not isinstance(message.get("continuation"), str):
-        raise BadRequest("malformed sweep message")
-    tenant = message.get("tenant_id")
-    if tenant is not None and not is_valid_id(tenant):
-        raise BadRequest("malformed sweep message")
-    return message
-
-
-def parse_batch(message: dict) -> tuple[str, list[str]]:
-    """The tenant and users of a batch message; anything malformed is BadRequest."""
-    tenant_id, users = message.get("tenant_id"), message.get("users")
-    if not is_valid_id(tenant_id) or not isinstance(users, list):
-        raise BadRequest("malformed sweep batch message")
-    if not all(is_valid_id(u) for u in users):
-        raise BadRequest("malformed sweep batch message")
-    return tenant_id, users

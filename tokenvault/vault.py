@@ -20,7 +20,7 @@ Three rules shape every write here:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -38,8 +38,9 @@ from .errors import (
     TenantNotOnboarded,
     TenantRevoked,
     UpstreamUnavailable,
+    VaultError,
 )
-from .maintenance import Outcome, Step, decide, settled
+from .maintenance import Outcome, Step, SweptBatch, decide, settled
 from .model import Caller, RecordKey, Status, TenantKey, TokenGrant, TokenRecord
 from .ports import Clock, IdentityProvider, Keys, Records
 from .scopes import beyond, names_app, without_reserved
@@ -174,9 +175,11 @@ class Vault:
 
     # --- maintain (the sweep's step) -----------------------------------------------------
 
-    def maintain(self, key: RecordKey, *, refresh_before: datetime) -> Outcome:
+    def maintain(self, key: RecordKey, *, refresh_before: datetime,
+                 record: TokenRecord | None = None) -> Outcome:
         """Bring one record up to date: refresh it at the IdP if it was last refreshed before
         ``refresh_before``, else rewrap it if its key version is not the latest (``decide``).
+        ``record``: the record as ``sweep_batch`` just read it (None: read it now).
 
         Safe to repeat: it decides on the record as it is now, and every write is conditional.
         Raises ``UpstreamUnavailable`` (after noting the failure on the record) so the caller
@@ -184,7 +187,7 @@ class Vault:
         """
         if not self.keeps(key.tenant_id):
             return Outcome.NOT_ALLOWED  # neither refreshed nor rewrapped: not a tenant of ours
-        record = self._read_or_none(key)
+        record = record if record is not None else self._read_or_none(key)
         if record is None or settled(record):
             return Outcome.SKIPPED  # decided before the keys are read: no Key Vault call for it
         tenant_key, sealing_version = self._sweep_keys(record)
@@ -205,6 +208,56 @@ class Vault:
         if step is Step.REWRAP:
             return Outcome.REWRAPPED if self._write_back_for_sweep(record, token) else Outcome.SKIPPED
         return self._sweep_refresh(record, token)
+
+    def sweep_batch(self, tenant_id: str, refresh_before: Mapping[str, datetime]) -> SweptBatch:
+        """The sweep's step for a batch of one tenant's users (``refresh_before``: user id →
+        the moment before which that user's record is due), before anything is asked of the
+        identity provider: the records are read together (``Records.get_many``); those that
+        need only a rewrap are resealed and written together (``Records.update_many``, each
+        write conditional on its record's ETag; one that changed or vanished meanwhile is
+        skipped); every other record that needs work is handed back, as read, for
+        ``maintain(key, record=...)``.
+
+        :raises UpstreamUnavailable: storage or the key store failed for the batch as a whole.
+        """
+        swept, rewraps = SweptBatch(), []
+        if not self.keeps(tenant_id):
+            # Not a tenant whose records this vault keeps: not even read.
+            swept.outcomes.update(dict.fromkeys(refresh_before, Outcome.NOT_ALLOWED))
+            return swept
+        found = self._records.get_many(tenant_id, list(refresh_before))
+        for user, due in refresh_before.items():
+            record = found.get(user)
+            if record is None or settled(record):
+                swept.outcomes[user] = Outcome.SKIPPED
+                continue
+            try:
+                tenant_key, sealing_version = self._sweep_keys(record)
+                step = decide(record, sealing_version=sealing_version, refresh_before=due,
+                              client_id=self._client_id)
+                if step is Step.REWRAP:
+                    assert tenant_key is not None  # decide rewraps only with a key
+                    rewraps.append(self._rewrapped(record, tenant_key))
+                elif step is Step.SKIP:
+                    swept.outcomes[user] = Outcome.SKIPPED
+                else:
+                    swept.pending.append(record)
+            except UpstreamUnavailable:
+                raise
+            except VaultError as error:  # a key that is not 32 bytes, a ciphertext that does not open
+                swept.outcomes[user], swept.failures[user] = Outcome.FAILED, error.code
+        for record, written in zip(rewraps, self._records.update_many(rewraps), strict=True):
+            swept.outcomes[record.user_id] = Outcome.REWRAPPED if written else Outcome.SKIPPED
+        return swept
+
+    def _rewrapped(self, record: TokenRecord, tenant_key: TenantKey) -> TokenRecord:
+        """``record`` with its token sealed under the key to seal with now, made active."""
+        try:
+            token = self._open(record, tenant_key)
+        except CiphertextInvalid:
+            self._note_failure(record, CiphertextInvalid.code)  # ops find it in LastError
+            raise
+        return self._resealed(record, token)
 
     def _sweep_keys(self, record: TokenRecord) -> tuple[TenantKey | None, str | None]:
         """The record's own key, and the version a token of it would be sealed with now;

@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote
 
+from tests.integration.test_sweep_e2e import rows, seed, stored_tokens
 from tests.support.stack_fixtures import new_id
 from tokenvault.adapters.memory_queue import MemoryQueue
 from tokenvault.cli.sweep import run_in_process
@@ -166,3 +167,59 @@ def test_concurrent_stores_of_one_user_leave_the_record_of_one_that_succeeded(st
             (503, "upstream_unavailable") and int(response.headers["Retry-After"]) >= 1
     assert list(stack.records.get(RecordKey(tenant, user)).scopes) in won
     assert stack.entra.refresh_token_valid(stack.stored_refresh_token(tenant, user))
+
+
+def test_a_sweep_refreshing_eight_at_a_time_writes_each_row_once_from_each_etag(stack, recompose):  # noqa: F811
+    """The sweep's own concurrency, with redeems racing it: one batch of 60 due records worked
+    eight at a time (TOKENVAULT_SWEEP_CONCURRENCY) and 40 records that only need a rewrap
+    (one transaction), while 60 redeems hit the same rows."""
+    writes = Writes()
+    app = recompose(storage_options={"raw_response_hook": writes})
+    tenant = stack.onboard()
+    due = seed(stack, tenant, 100, due=60, scopes=GRANTED)
+    new_version = stack.admin.rotate(tenant).version
+    stack.expire_key_cache()
+    stack.entra.latency = 0.05  # refreshes overlap, as over a real network
+    etags_before = {u: r.etag for u, r in rows(stack, tenant).items()}
+    redeemed = due.users[::3][:20]
+    tokens = {user: stack.user_token(tenant, user) for user in redeemed}
+    writes.puts.clear()
+    answers: list[int] = []
+
+    def redeem(index: int, user: str) -> None:
+        # A subset of the grant of its own: no cached access token, no shared flight.
+        response = stack.call("redeem_token", token=tokens[user], body={"scopes": subset(index)})
+        answers.append(response.status_code)
+
+    queue = MemoryQueue()
+    after = stack.settings.refresh_after
+    planner = Planner(records=app.records, keys=app.keys, queue=queue, clock=stack.clock,
+                      refresh_after=after)
+    worker = Worker(vault=app.vault, queue=queue, clock=stack.clock, refresh_after=after,
+                    concurrency=stack.settings.sweep_concurrency)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        racing = [pool.submit(redeem, i, redeemed[i % len(redeemed)]) for i in range(60)]
+        plan, outcomes = run_in_process(planner, worker, queue)
+        for future in racing:
+            future.result()
+
+    assert Counter(answers) == Counter({200: 60})
+    assert plan.planned == 100 and plan.batches == 1 and outcomes[Outcome.FAILED] == 0
+    assert outcomes[Outcome.REWRAPPED] == 40 and sum(outcomes.values()) == 100
+    # Refreshes overlapped at the identity provider (the sweep's eight and the redeems), at
+    # most the sweep's concurrency plus the redeeming threads at once.
+    assert 1 < stack.entra.most_in_flight[tenant] <= stack.settings.sweep_concurrency + 8
+    succeeded = writes.succeeded()
+    stored = rows(stack, tenant)
+    for user in due.users:
+        assert stored[user].key_version == new_version
+        row = f"PartitionKey='{tenant}',RowKey='{user}'"
+        chain = dict(succeeded[row])
+        assert None not in chain and "*" not in chain, "a write was not conditional"
+        assert len(chain) == len(succeeded[row]), "two writes succeeded from one ETag"
+        if user in due.due:  # refreshed: every write of the row is a PUT seen here
+            etag = etags_before[user]
+            while etag in chain:
+                etag = chain[etag]
+            assert etag == stored[user].etag and len(chain) >= 1, "the row's writes forked"
+    assert all(stack.entra.refresh_token_valid(t) for t in stored_tokens(stack, tenant).values())

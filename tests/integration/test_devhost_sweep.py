@@ -9,8 +9,11 @@ session's Azurite, emptied at the start of each test; nothing else in the suite 
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import logging
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,10 +23,15 @@ import function_app
 from tests.integration.test_sweep_e2e import queue_client, rows, seed, stored_tokens, summaries
 from tests.integration.test_sweep_faults import wait_until
 from tests.support.stack_fixtures import Stack
+from tests.support.storage_fixtures import closed_port_connection_string
 from tokenvault import bootstrap
+from tokenvault.adapters.entra import EntraIdentityProvider
 from tokenvault.adapters.storage_queue import POISON_SUFFIX, StorageQueue
+from tokenvault.adapters.table_records import TableRecords
 from tokenvault.dev.devhost import DevHost
 from tokenvault.settings import REFRESH_QUEUE
+from tokenvault.sweep import Planner, SweepHandler, Worker
+from tokenvault.vault import Vault
 
 ROOT = Path(__file__).resolve().parents[2]
 EVERY_SECOND = "*/1 * * * * *"
@@ -95,7 +103,7 @@ def test_the_timer_fires_on_schedule_and_the_queue_loop_works_the_batches(
         fixed_queue_stack, serve, caplog):
     stack = fixed_queue_stack
     tenant = stack.onboard()
-    seeded = seed(stack, tenant, 50, due=0)
+    seeded = seed(stack, tenant, 250, due=0)
     latest = stack.admin.rotate(tenant).version
     stack.expire_key_cache()
     caplog.set_level(logging.INFO)
@@ -108,8 +116,8 @@ def test_the_timer_fires_on_schedule_and_the_queue_loop_works_the_batches(
     wait_until(lambda: queue_length(stack) == 0, "the queue to be drained")
 
     assert executed(caplog, "refresh_plan") >= 2
-    assert executed(caplog, "refresh_work") >= 3  # 50 users: batches of 20, 20 and 10
-    assert sum(b["rewrapped"] for b in summaries(caplog, "sweep.batch")) == 50
+    assert executed(caplog, "refresh_work") >= 3  # 250 users: batches of 100, 100 and 50
+    assert sum(b["rewrapped"] for b in summaries(caplog, "sweep.batch")) == 250
     tokens = stored_tokens(stack, tenant)
     assert {u for u in seeded.users if tokens[u] != seeded.tokens[u]} == set()
     assert stack.entra.counts["refresh"] == 0  # rewrapped only: the IdP was not asked
@@ -132,19 +140,19 @@ def test_the_admin_endpoint_runs_the_plan_now_and_the_queue_loop_refreshes(
                "the batches to be worked")
     wait_until(lambda: queue_length(stack) == 0, "the queue to be drained")
     (plan,) = summaries(caplog, "sweep.plan")
-    assert plan["planned"] == 30 and plan["batches"] == 2
+    assert plan["planned"] == 30 and plan["batches"] == 1
     tokens = stored_tokens(stack, tenant)
     assert all(tokens[u] != seeded.tokens[u] for u in seeded.users)
     assert all(stack.entra.refresh_token_valid(t) for t in tokens.values())
     assert stack.entra.counts["refresh"] == 30
 
 
-def test_a_message_that_keeps_failing_goes_to_the_poison_queue_and_the_plan_says_so(
+def test_a_message_that_can_never_be_worked_is_poisoned_on_its_first_delivery(
         fixed_queue_stack, serve, caplog):
     stack = fixed_queue_stack
     caplog.set_level(logging.INFO)
-    host = serve(NEVER_SOON)
-    # Well-formed, but its continuation is no token this service issued: fails every time.
+    serve(NEVER_SOON)
+    # Well-formed, but its continuation is no token this service issued: no retry can mend it.
     queue = StorageQueue.from_connection_string(stack.azurite.connection_string, REFRESH_QUEUE)
     queue.send({"v": 1, "kind": "plan", "run": "r1", "continuation": "not-a-token"})
     queue.close()
@@ -153,12 +161,51 @@ def test_a_message_that_keeps_failing_goes_to_the_poison_queue_and_the_plan_says
                "the message to be poisoned")
 
     assert queue_length(stack) == 0
+    assert executed(caplog, "refresh_work") == 1
+    assert [r for r in caplog.records if r.getMessage() == "Executed 'refresh_work' (Failed)"] == []
+    assert [r.getMessage() for r in caplog.records if r.name == "tokenvault.sweep"] == \
+        ["sweep.message_poisoned"]
+    with queue_client(stack, REFRESH_QUEUE + POISON_SUFFIX) as poison:
+        (moved,) = poison.peek_messages()
+    assert json.loads(base64.b64decode(moved.content))["continuation"] == "not-a-token"
+    assert stack.app.sweep.plan_run().poisoned == 1
+    assert summaries(caplog, "sweep.plan")[-1]["poisoned"] == 1
+
+
+def test_a_batch_that_keeps_failing_is_retried_then_poisoned_never_forever(
+        fixed_queue_stack, serve, caplog, azurite, entra_session):
+    """Storage of the records down for good: each delivery raises, the host retries the message
+    ``maxDequeueCount`` times and then poisons it — it is not deferred again and again."""
+    stack = fixed_queue_stack
+    app = stack.app
+    dead = TableRecords.from_connection_string(closed_port_connection_string(azurite),
+                                               app.settings.backend.table)
+    queue = StorageQueue.from_connection_string(azurite.connection_string, REFRESH_QUEUE)
+    vault = Vault(client_id=app.settings.client_id, keys=app.keys, records=dead,
+                  identity=EntraIdentityProvider.from_settings(app.settings, session=entra_session),
+                  clock=stack.clock)
+    after = app.settings.refresh_after
+    bootstrap.install(dataclasses.replace(app, sweep=SweepHandler(
+        planner=Planner(records=dead, keys=app.keys, queue=queue, clock=stack.clock,
+                        refresh_after=after),
+        worker=Worker(vault=vault, queue=queue, clock=stack.clock, refresh_after=after),
+        queue=queue)))
+    caplog.set_level(logging.INFO)
+    host = serve(NEVER_SOON)
+    queue.send({"v": 1, "kind": "batch", "run": "r2", "tenant_id": stack.onboard(),
+                "users": [str(uuid.uuid4()) for _ in range(3)]})
+
+    wait_until(lambda: queue_length(stack, REFRESH_QUEUE + POISON_SUFFIX) == 1,
+               "the message to be poisoned")
+
+    assert queue_length(stack) == 0
     failures = [r for r in caplog.records if r.getMessage() == "Executed 'refresh_work' (Failed)"]
     assert len(failures) == host.max_dequeue == 5
     (last,) = [r.sweep for r in caplog.records if r.getMessage() == "sweep.last_attempt"]
-    assert last["attempt"] == 5 and last["run"] == "r1"
-    assert stack.app.sweep.plan_run().poisoned == 1
-    assert summaries(caplog, "sweep.plan")[-1]["poisoned"] == 1
+    assert last["attempt"] == 5 and last["run"] == "r2"
+    bootstrap.install(app)
+    queue.close()
+    dead.close()
 
 
 def test_a_message_that_is_not_base64_is_poisoned_at_once_and_the_loop_goes_on(

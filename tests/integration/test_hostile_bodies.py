@@ -11,7 +11,6 @@ import azure.functions as func
 import pytest
 
 from tests.support.stack_fixtures import FUNCTIONS, SCOPES, StorageRequests, new_id
-from tokenvault.errors import BadRequest
 from tokenvault.http import MAX_BODY
 from tokenvault.model import RecordKey
 
@@ -244,13 +243,17 @@ HOSTILE_MESSAGES = {
 }
 
 
-def test_a_hostile_sweep_message_fails_before_storage(scene):
-    """The queue trigger, as the Functions host calls it: a message that raises is retried and
-    then poisoned by the host; it never becomes a query."""
+def test_a_hostile_sweep_message_is_poisoned_before_it_reaches_the_table(scene):
+    """The queue trigger, as the Functions host calls it: a message that can never be worked is
+    moved to the poison queue at once (one queue request each) and never becomes a query."""
+    poison = scene.stack.settings.backend.refresh_queue + "-poison"
     for message in HOSTILE_MESSAGES.values():
         queue_message = func.QueueMessage(body=json.dumps(message).encode())
 
-        with pytest.raises(BadRequest):
-            FUNCTIONS["refresh_work"].get_user_function()(queue_message)
+        FUNCTIONS["refresh_work"].get_user_function()(queue_message)  # returns: not retried
 
+    assert scene.storage.seen == [("POST", f"{scene.stack.azurite.queue_endpoint}/{poison}/messages")] \
+        * len(HOSTILE_MESSAGES)
+    scene.storage.clear()
     scene.assert_nothing_reached_storage_or_the_idp()
+    assert scene.stack.app.sweep.plan_run().poisoned == len(HOSTILE_MESSAGES)

@@ -63,7 +63,7 @@ TAMPERING = {
     "a byte of the tag flipped": lambda s: rewrite(
         s.table, s.tenant, s.b, Ciphertext=flipped(s.row(s.b)["Ciphertext"], -1)),
     "the format byte changed": lambda s: rewrite(
-        s.table, s.tenant, s.b, Ciphertext=b"\x02" + s.row(s.b)["Ciphertext"][1:]),
+        s.table, s.tenant, s.b, Ciphertext=b"\x03" + s.row(s.b)["Ciphertext"][1:]),
     "A's ciphertext copied into B's row": lambda s: rewrite(
         s.table, s.tenant, s.b, Ciphertext=s.row(s.a)["Ciphertext"],
         KeyVersion=s.row(s.a)["KeyVersion"]),

@@ -44,15 +44,32 @@ def test_a_delay_hides_the_message_until_it_passes(storage_queue, raw):
     assert json.loads(base64.b64decode(received.content)) == MESSAGE
 
 
-def test_poisoned_counts_the_poison_queue_and_is_zero_without_one(azurite, storage_queue, queue_name):
-    assert storage_queue.poisoned() == 0
+def test_poisoned_counts_the_poison_queue_and_is_zero_without_one(azurite, queue_name):
+    queue = StorageQueue.from_connection_string(azurite.connection_string, queue_name)
     poison = QueueClient.from_connection_string(azurite.connection_string, queue_name + "-poison")
-    poison.create_queue()
-    assert storage_queue.poisoned() == 0
-    for n in range(3):
-        poison.send_message(f"m{n}")
-    assert storage_queue.poisoned() == 3
-    poison.close()
+    try:
+        assert queue.poisoned() == 0  # no poison queue at all
+        queue.ensure_queue()  # makes the poison queue too
+        assert queue.poisoned() == 0
+        for n in range(3):
+            poison.send_message(f"m{n}")
+        assert queue.poisoned() == 3
+    finally:
+        queue.close()
+        poison.close()
+
+
+def test_a_poisoned_body_lands_in_the_poison_queue_as_the_host_would_put_it(
+        azurite, storage_queue, queue_name):
+    body = b"\xff not json \x00"
+    storage_queue.poison(body)
+
+    poison = QueueClient.from_connection_string(azurite.connection_string, queue_name + "-poison")
+    with poison:
+        [received] = poison.receive_messages()
+    # The host moves a message's original (base64) content; the trigger decodes it to body.
+    assert base64.b64decode(received.content, validate=True) == body
+    assert storage_queue.poisoned() == 1
 
 
 def test_ensure_queue_creates_the_queue_and_a_repeat_keeps_what_it_holds(azurite, queue_name, raw):

@@ -50,19 +50,20 @@ class Seeded:
         return sorted(self.tokens)
 
 
-def seed(stack: Stack, tenant_id: str, count: int, *, due: int = 0) -> Seeded:
+def seed(stack: Stack, tenant_id: str, count: int, *, due: int = 0,
+         scopes: list[str] = SCOPES) -> Seeded:
     """``count`` active records of ``tenant_id`` under its latest key, written in table
-    transactions of 100; the first ``due`` (in row-key order) were last refreshed long enough
-    ago to be due, the rest recently enough not to be."""
+    transactions of 100, each granting ``scopes``; the first ``due`` (in row-key order) were
+    last refreshed long enough ago to be due, the rest recently enough not to be."""
     key = stack.app.keys.latest(tenant_id)
     now = stack.clock.now()
     users = sorted(new_id() for _ in range(count))
     tokens, entities = {}, []
     for index, user in enumerate(users):
-        token = stack.entra.issue_refresh_token(tenant_id, user, scopes=SCOPES)
+        token = stack.entra.issue_refresh_token(tenant_id, user, scopes=scopes)
         record = TokenRecord(tenant_id=tenant_id, user_id=user, client_id=stack.settings.client_id,
                              key_version=key.version, ciphertext=b"", status=Status.ACTIVE,
-                             scopes=tuple(SCOPES), created_at=now - timedelta(days=30),
+                             scopes=tuple(scopes), created_at=now - timedelta(days=30),
                              refreshed_at=now - (DUE_AGE if index < due else FRESH_AGE))
         binding = Binding(tenant_id, user, record.client_id, key.version)
         entities.append(to_entity(record.evolve(
@@ -153,6 +154,17 @@ def sweep(stack: Stack, caplog) -> tuple[dict, list[dict]]:
     return plan, summaries(caplog, "sweep.batch")
 
 
+def inventory(caplog) -> dict[str, Counter]:
+    """The key-version inventory of the run last logged: the sum of its inventory lines."""
+    (plan,) = summaries(caplog, "sweep.plan")[-1:]
+    counts: dict[str, Counter] = {}
+    for line in summaries(caplog, "sweep.inventory"):
+        if line["run"] == plan["run"]:
+            for tenant, version, n in line["counts"]:
+                counts.setdefault(tenant, Counter())[version] += n
+    return counts
+
+
 def totals(batches: list[dict]) -> Counter:
     counted = ("rewrapped", "refreshed", "restored", "reauth_required", "revoked", "failed",
                "skipped", "deferred")
@@ -174,9 +186,10 @@ def test_one_sweep_moves_three_tenants_to_their_latest_keys_and_refreshes_exactl
 
     # Every record of the rotated tenants was worked; of the third only the due ones.
     assert plan["scanned"] == 600 and plan["planned"] == 450 and plan["skipped"] == 150
-    assert plan["batches"] == 10 + 10 + 3  # at most 20 users of one tenant per message
-    assert plan["inventory"] == {s.tenant_id: {s.key_version: 200} for s in seeded}
+    assert plan["batches"] == 2 + 2 + 1  # at most 100 users of one tenant per message
+    assert inventory(caplog) == {s.tenant_id: {s.key_version: 200} for s in seeded}
     assert plan["revoked_tenants"] == [] and plan["poisoned"] == 0 and plan["duration_s"] >= 0
+    assert plan["tenants"] == 3 and plan["tenants_failed"] == {}
     assert totals(batches) == Counter(rewrapped=300, refreshed=150)
     assert all({"run", "tenant_id", "duration_s", "failed", "skipped"} <= b.keys()
                for b in batches)
@@ -227,7 +240,7 @@ def test_a_second_identical_run_changes_nothing(stack, caplog):
     with queue_client(stack) as queue:
         assert queue.get_queue_properties().approximate_message_count == 0
     latest = stack.app.keys.latest(tenants[0]).version
-    assert second["inventory"][tenants[0]] == {latest: 60}
+    assert inventory(caplog)[tenants[0]] == {latest: 60}
 
 
 def test_the_same_batch_delivered_twice_writes_once(stack, caplog):

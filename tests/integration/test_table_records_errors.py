@@ -18,7 +18,8 @@ from azure.core.exceptions import (
 
 from tests.support.storage_fixtures import closed_port_connection_string, make_record, new_id
 from tokenvault.adapters.table_entity import decode_continuation, encode_continuation
-from tokenvault.adapters.table_records import TableRecords, _translate
+from tokenvault.adapters.table_errors import translate as _translate
+from tokenvault.adapters.table_records import TableRecords
 from tokenvault.errors import BadRequest, InternalError, NotFound, RecordConflict, UpstreamUnavailable
 from tokenvault.model import RecordKey
 

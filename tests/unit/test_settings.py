@@ -30,6 +30,8 @@ def test_defaults():
     assert s.backend.key_cache_ttl == 300 and s.backend.table == "tokens"
     assert s.refresh_after == timedelta(days=7) and s.backend.refresh_queue == "tokenvault-refresh"
     assert s.backend.storage.connection_string.reveal() == "UseDevelopmentStorage=true"
+    assert s.sweep_concurrency == 8
+    assert settings(TOKENVAULT_SWEEP_CONCURRENCY="32").sweep_concurrency == 32
 
 
 @pytest.mark.parametrize("changes, setting", [
@@ -59,6 +61,9 @@ def test_defaults():
     ({"TOKENVAULT_REFRESH_SCHEDULE": "0 * * * *"}, "TOKENVAULT_REFRESH_SCHEDULE"),
     ({"TOKENVAULT_REFRESH_AFTER": "7 days"}, "TOKENVAULT_REFRESH_AFTER"),
     ({"TOKENVAULT_REFRESH_AFTER": "PT0S"}, "TOKENVAULT_REFRESH_AFTER"),
+    ({"TOKENVAULT_SWEEP_CONCURRENCY": "0"}, "TOKENVAULT_SWEEP_CONCURRENCY"),
+    ({"TOKENVAULT_SWEEP_CONCURRENCY": "65"}, "TOKENVAULT_SWEEP_CONCURRENCY"),
+    ({"TOKENVAULT_SWEEP_CONCURRENCY": "eight"}, "TOKENVAULT_SWEEP_CONCURRENCY"),
 ])
 def test_a_bad_or_missing_setting_is_one_line_naming_it(changes, setting):
     with pytest.raises(SettingError) as caught:

@@ -399,3 +399,14 @@ def test_the_sweep_leaves_a_tenant_off_the_allowed_list_alone(guarded):
     assert outcome is Outcome.NOT_ALLOWED
     assert guarded.records.rows[KEY] == before and guarded.idp.calls["refresh"] == 0
     assert guarded.keys.calls["latest"] == 1  # the store's, before the list changed
+
+
+def test_a_sweep_batch_of_a_tenant_taken_off_the_list_is_not_even_read(guarded):
+    before = guarded.records.rows[KEY]
+    guarded.keys.rotate(TENANT)
+    guarded.clock.advance(days=30)
+
+    swept = guarded.vault.sweep_batch(TENANT, {KEY.user_id: guarded.clock.now()})
+
+    assert swept.outcomes == {KEY.user_id: Outcome.NOT_ALLOWED} and not swept.pending
+    assert guarded.records.rows[KEY] == before and guarded.idp.calls["refresh"] == 0

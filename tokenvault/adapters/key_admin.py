@@ -26,6 +26,7 @@ from ..ports import Clock, SystemClock
 from .key_format import new_key_value, secret_name, tenant_of
 from .keyvault_errors import OFFICER_ROLE, translate
 from .local_keyring import read_keyring, write_keyring
+from .transport import azure_client_options
 
 __all__ = ["KeyAdmin", "KeyVersionInfo", "DeletedKeyInfo", "KeyVaultKeyAdmin", "LocalKeyringAdmin"]
 
@@ -131,7 +132,8 @@ class KeyVaultKeyAdmin(KeyAdmin):
 
     def __init__(self, vault_url: str, credential: TokenCredential, *,
                  client: SecretClient | None = None, **client_options: Any) -> None:
-        self._client = client or SecretClient(vault_url, credential, **client_options)
+        self._client = client or SecretClient(vault_url, credential,
+                                              **azure_client_options(client_options))
         self._vault_url = vault_url
 
     def __repr__(self) -> str:

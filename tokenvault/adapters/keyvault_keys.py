@@ -28,6 +28,7 @@ from ..ports import Keys
 from ..singleflight import SingleFlight
 from .key_format import decode_key, secret_name
 from .keyvault_errors import translate
+from .transport import azure_client_options
 
 __all__ = ["KeyVaultKeys"]
 
@@ -109,8 +110,8 @@ def _client_options(options: dict) -> dict:
     retry = {"retry_total": 2, "retry_backoff_factor": 0.2,
              **{k: options.pop(k) for k in list(options) if k.startswith("retry_")}}
     # azure-core waits 300 s by default; a request should fail over to a 503 long before.
-    return {"retry_policy": _BoundedRetry(**retry), "connection_timeout": 5, "read_timeout": 10,
-            **options}
+    return azure_client_options({"retry_policy": _BoundedRetry(**retry), "connection_timeout": 5,
+                                 "read_timeout": 10, **options})
 
 
 class KeyVaultKeys(Keys):

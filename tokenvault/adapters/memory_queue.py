@@ -9,13 +9,17 @@ __all__ = ["MemoryQueue"]
 
 
 class MemoryQueue(Queue):
-    """Messages in sending order, each with its delay; nothing is ever poisoned."""
+    """Messages in sending order, each with its delay, and the bodies poisoned."""
 
     def __init__(self) -> None:
         self.items: list[tuple[dict, int]] = []
+        self.poison_bodies: list[bytes] = []
 
     def send(self, message: dict, *, delay: int = 0) -> None:
         self.items.append((message, delay))
 
+    def poison(self, body: bytes) -> None:
+        self.poison_bodies.append(body)
+
     def poisoned(self) -> int:
-        return 0
+        return len(self.poison_bodies)

@@ -7,6 +7,7 @@ become ``VaultError``s in one place, ``_translate``.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from collections.abc import Iterator
@@ -19,9 +20,10 @@ from azure.storage.queue import LinearRetry, QueueClient, TextBase64EncodePolicy
 
 from ..errors import InternalError, UpstreamUnavailable, VaultError
 from ..ports import Queue
+from .transport import azure_client_options
 from .upstream import retry_after_of
 
-__all__ = ["StorageQueue", "client_options", "POISON_SUFFIX"]
+__all__ = ["StorageQueue", "client_options", "wire_text", "POISON_SUFFIX"]
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +57,8 @@ class StorageQueue(Queue):
     def from_connection_string(cls, conn: str, queue_name: str, **options: Any) -> "StorageQueue":
         """``options`` override ``client_options()`` (and may add any azure-core client option)."""
         def client(name: str, **encoding: Any) -> QueueClient:
-            return QueueClient.from_connection_string(conn, name, **encoding,
-                                                      **{**client_options(), **options})
+            return QueueClient.from_connection_string(
+                conn, name, **encoding, **azure_client_options({**client_options(), **options}))
         return cls(client(queue_name, message_encode_policy=TextBase64EncodePolicy()),
                    client(queue_name + POISON_SUFFIX))
 
@@ -66,7 +68,7 @@ class StorageQueue(Queue):
         """Identity-based access: ``credential`` is an azure-identity credential."""
         def client(name: str, **encoding: Any) -> QueueClient:
             return QueueClient(endpoint, name, credential=credential, **encoding,
-                               **{**client_options(), **options})
+                               **azure_client_options({**client_options(), **options}))
         return cls(client(queue_name, message_encode_policy=TextBase64EncodePolicy()),
                    client(queue_name + POISON_SUFFIX))
 
@@ -79,22 +81,33 @@ class StorageQueue(Queue):
             self._poison.close()
 
     def ensure_queue(self) -> None:
-        """Create the queue if it is missing (deployment and local runs). Needs Storage Queue
-        Data Contributor."""
+        """Create the queue and its poison queue if they are missing (deployment and local
+        runs). Needs Storage Queue Data Contributor."""
         with _translated():
-            try:
-                self._queue.create_queue()
-            except ResourceExistsError:
-                pass
+            for client in (self._queue, self._poison):
+                if client is None:
+                    continue
+                try:
+                    client.create_queue()
+                except ResourceExistsError:
+                    pass
 
     def send(self, message: dict, *, delay: int = 0) -> None:
         """Enqueue ``message`` as compact JSON, invisible for ``delay`` seconds (at most 7 days,
         the service's limit). Needs Storage Queue Data Message Sender."""
         if not 0 <= delay <= 7 * 24 * 3600:
             raise ValueError("delay must be between 0 seconds and 7 days")
-        body = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
         with _translated():
-            self._queue.send_message(body, visibility_timeout=int(delay))
+            self._queue.send_message(wire_text(message), visibility_timeout=int(delay))
+
+    def poison(self, body: bytes) -> None:
+        """Put ``body`` on the poison queue base64-encoded, as the host itself moves a message
+        there (the trigger decodes base64, so this is the message's original content). Needs
+        Storage Queue Data Message Sender."""
+        if self._poison is None:
+            raise InternalError("this queue has no poison queue")
+        with _translated():
+            self._poison.send_message(base64.b64encode(body).decode("ascii"))
 
     def poisoned(self) -> int:
         """The poison queue's approximate length; 0 when it does not exist (nothing was ever
@@ -106,6 +119,12 @@ class StorageQueue(Queue):
                 return self._poison.get_queue_properties().approximate_message_count or 0
             except ResourceNotFoundError:
                 return 0
+
+
+def wire_text(message: dict) -> str:
+    """A message as the queue holds it before base64: compact JSON. The service's limit
+    (64 KiB) counts the base64 text, 4/3 of this encoded as UTF-8."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
 
 
 @contextmanager

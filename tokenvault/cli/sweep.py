@@ -26,7 +26,8 @@ def sweep(ctx: Context, args: argparse.Namespace) -> dict:
                                   queue=queue, clock=app.clock,
                                   refresh_after=app.settings.refresh_after,
                                   allowed_tenants=app.settings.allowed_tenants,
-                                  time_budget=timedelta(days=1))
+                                  time_budget=timedelta(days=1),
+                                  concurrency=app.settings.sweep_concurrency)
     if args.dry_run:
         plan = planner.plan(tenant_id=args.tenant)
         return {"dry_run": True, **plan.as_log()}
@@ -54,8 +55,7 @@ def run_in_process(planner: Planner, worker: Worker, messages: "MemoryQueue", *,
             sleep(delay)
         if message["kind"] == "plan":
             more = planner.plan(run=message["run"], tenant_id=message.get("tenant_id"),
-                                continuation=message["continuation"],
-                                inventory=message.get("inventory"))
+                                continuation=message["continuation"])
             plan.planned += more.planned
             continue
         batch = worker.work(message)

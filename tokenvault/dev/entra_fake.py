@@ -33,7 +33,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -131,6 +132,9 @@ class FakeEntra:
             #: kid → the issuer the common key set names for it instead of the template
             #: (as for a key that signs for one tenant only).
             self.key_issuers: dict[str, str] = {}
+            #: token requests being answered now, and the most ever at once, per tenant.
+            self.in_flight: Counter[str] = Counter()
+            self.most_in_flight: Counter[str] = Counter()
 
     # --- registration and keys -----------------------------------------------------------------
 
@@ -289,6 +293,18 @@ class FakeEntra:
         with self._lock:
             self.counts[kind] += 1
 
+    @contextmanager
+    def serving(self, tenant: str) -> Iterator[None]:
+        """Around one token request of ``tenant``: counts how many are answered at once."""
+        with self._lock:
+            self.in_flight[tenant] += 1
+            self.most_in_flight[tenant] = max(self.most_in_flight[tenant], self.in_flight[tenant])
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight[tenant] -= 1
+
     # --- the endpoints -------------------------------------------------------------------------
 
     def answer(self, method: str, path: str, form: dict[str, str],
@@ -320,7 +336,8 @@ class FakeEntra:
                 return 200, {"keys": [dict(k.jwk, issuer=self.issuer(tenant)) for k in self._keys]}, {}
         if method == "POST" and rest == "oauth2/v2.0/token":
             try:
-                return 200, TokenEndpoint(self, tenant, form, authorization).answer(), {}
+                with self.serving(tenant):
+                    return 200, TokenEndpoint(self, tenant, form, authorization).answer(), {}
             except Refused as refusal:
                 return refusal.status, refusal.body, refusal.headers
         return 404, {"error": "not_found"}, {}
