@@ -26,8 +26,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .errors import BadRequest, TenantNotOnboarded, UpstreamUnavailable, VaultError
+from .inventory import classify
 from .maintenance import Outcome
 from .model import RecordKey, RecordSummary, Status, is_valid_id
+from .observe import (
+    KEY_AGE,
+    KEY_INVENTORY,
+    POISON_QUEUE,
+    SWEEP_POISONED,
+    SWEEP_RECORDS,
+    NullObserver,
+    Observer,
+    correlated,
+)
 from .ports import Clock, Keys, Queue, Records
 from .vault import Vault
 
@@ -100,8 +111,10 @@ class Planner:
                  refresh_after: timedelta, time_budget: timedelta = timedelta(minutes=4),
                  allowed_tenants: frozenset[str] = frozenset(),
                  batch_size: int = BATCH_SIZE, page_size: int = PAGE_SIZE,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 observer: Observer | None = None) -> None:
         self._records, self._keys, self._queue, self._clock = records, keys, queue, clock
+        self._observer = observer or NullObserver()
         self._refresh_after = refresh_after
         self._allowed = allowed_tenants
         self._budget = time_budget.total_seconds()
@@ -111,7 +124,31 @@ class Planner:
     def plan(self, *, run: str | None = None, tenant_id: str | None = None,
              continuation: str | None = None,
              inventory: dict[str, dict[str, int]] | None = None) -> PlanSummary:
-        """Plan one run (or continue one). Returns what it did; also logs it."""
+        """Plan one run (or continue one). Returns what it did; also logs it and reports it
+        (a span, the planned count, and after a full run the key-version inventory)."""
+        with self._observer.span("sweep.plan", continuation=continuation is not None) as span:
+            summary = self._plan(run=run, tenant_id=tenant_id, continuation=continuation,
+                                 inventory=inventory)
+            span.update(run=summary.run, planned=summary.planned, scanned=summary.scanned,
+                        continued=summary.continued)
+        self._report(summary)
+        return summary
+
+    def _report(self, summary: PlanSummary) -> None:
+        self._observer.add(SWEEP_RECORDS, summary.planned, outcome="planned")
+        if summary.poisoned is not None:
+            self._observer.observe(POISON_QUEUE, [(summary.poisoned, {})])
+        if summary.continued or not self._observer.enabled:
+            return  # the inventory is whole only at the end of a run
+        rows = classify(summary.inventory, self._keys, self._clock.now())
+        self._observer.observe(KEY_INVENTORY, [
+            (count, {"tenant_id": row.tenant_id, "key_version": state})
+            for row in rows for state, count in row.counts().items()])
+        self._observer.observe(KEY_AGE, [(row.oldest_age_days, {"tenant_id": row.tenant_id})
+                                         for row in rows if row.oldest_age_days is not None])
+
+    def _plan(self, *, run: str | None, tenant_id: str | None, continuation: str | None,
+              inventory: dict[str, dict[str, int]] | None) -> PlanSummary:
         started = self._monotonic()
         summary = PlanSummary(run=run or uuid.uuid4().hex,
                               inventory={t: Counter(v) for t, v in (inventory or {}).items()})
@@ -188,12 +225,24 @@ class Planner:
 
 class Worker:
     def __init__(self, *, vault: Vault, queue: Queue, clock: Clock,
-                 refresh_after: timedelta) -> None:
+                 refresh_after: timedelta, observer: Observer | None = None) -> None:
         self._vault, self._queue, self._clock = vault, queue, clock
         self._refresh_after = refresh_after
+        self._observer = observer or NullObserver()
 
     def work(self, message: dict, *, attempt: int = 1) -> BatchSummary:
-        """Maintain every record of one batch message."""
+        """Maintain every record of one batch message; reported as a span and per-outcome
+        counts."""
+        with self._observer.span("sweep.batch", attempt=attempt) as span:
+            summary = self._work(message, attempt=attempt)
+            span.update(run=summary.run, tenant_id=summary.tenant_id, deferred=summary.deferred,
+                        **{o.value: n for o, n in summary.counts.items()})
+        for outcome, count in summary.counts.items():
+            self._observer.add(SWEEP_RECORDS, count, outcome=outcome.value,
+                               tenant_id=summary.tenant_id)
+        return summary
+
+    def _work(self, message: dict, *, attempt: int) -> BatchSummary:
         started = time.monotonic()
         tenant_id, users = parse_batch(message)
         summary = BatchSummary(run=str(message.get("run", "")), tenant_id=tenant_id)
@@ -234,21 +283,35 @@ def _summary(event: str, fields: dict) -> None:
 class SweepHandler:
     """What the timer and the queue functions call: one entry each."""
 
-    def __init__(self, *, planner: Planner, worker: Worker, max_dequeue: int = 5) -> None:
+    def __init__(self, *, planner: Planner, worker: Worker, max_dequeue: int = 5,
+                 observer: Observer | None = None) -> None:
         self._planner, self._worker = planner, worker
         self._max_dequeue = max_dequeue
+        self._observer = observer or NullObserver()
 
     def plan_run(self, *, past_due: bool = False) -> PlanSummary:
-        if past_due:
-            log.info("sweep.plan past due: running now")
-        return self._planner.plan()
+        with correlated(uuid.uuid4().hex):  # the invocation's id, on its spans and logs
+            if past_due:
+                log.info("sweep.plan past due: running now")
+            return self._planner.plan()
 
     def handle(self, body: bytes | str, *, dequeue_count: int = 1) -> None:
         """Work one queue message (already decoded from base64 by the host).
 
         A message that raises is retried by the host and moved to the poison queue after
-        ``maxDequeueCount`` attempts; the plan's summary reports the poison queue's length.
+        ``maxDequeueCount`` attempts (counted here, as ``SWEEP_POISONED``, when its last
+        attempt fails); the plan's summary reports the poison queue's length.
         """
+        with correlated(uuid.uuid4().hex):
+            try:
+                self._handle(body, dequeue_count=dequeue_count)
+            except Exception as error:
+                if dequeue_count >= self._max_dequeue:
+                    kind = "malformed" if isinstance(error, BadRequest) else "failed"
+                    self._observer.add(SWEEP_POISONED, kind=kind)
+                raise
+
+    def _handle(self, body: bytes | str, *, dequeue_count: int) -> None:
         message = decode_message(body)
         if dequeue_count >= self._max_dequeue:
             log.warning("sweep.last_attempt", extra={"sweep": {

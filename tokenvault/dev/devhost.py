@@ -44,8 +44,9 @@ import azure.functions as func
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
-from .. import bootstrap, logfields
+from .. import bootstrap
 from ..settings import apply_local_settings
+from . import logfields
 from .ncrontab import Schedule
 
 if TYPE_CHECKING:  # imported where the queue loop starts: only it needs the Storage SDK
