@@ -70,22 +70,23 @@ class Audit:
         fields: dict = {"action": self.action, "outcome": outcome, "caller": self.caller,
                         "tenant_id": self.tenant_id, "user_id": self.user_id,
                         "correlation_id": self.correlation_id}
-        if self.scopes is not None:
-            fields["scopes"] = list(self.scopes)
+        if self.action in ("store", "redeem"):
+            fields["scopes"] = None if self.scopes is None else list(self.scopes)
         if self.action == "redeem":
             fields["cached"] = bool(self.cached)
         fields.update(self.details)
         return fields
 
-    def write(self, outcome: str) -> None:
-        """Write the record (once: a second call is a no-op, so a path that audits early is
-        never audited twice)."""
+    def write(self, outcome: str) -> str | None:
+        """Write the record and return its message (once: a second call writes nothing and
+        returns None, so a path that audits early is never audited twice)."""
         if self._written:
-            return
+            return None
         self._written = True
         fields = self.fields(outcome)
+        message = "audit " + json.dumps(fields, sort_keys=True, separators=(",", ":"))
         attributes = {**fields, "audit": True}
-        if "scopes" in fields:
+        if fields.get("scopes") is not None:
             attributes["scopes"] = " ".join(fields["scopes"])
-        log.info("audit %s", json.dumps(fields, sort_keys=True, separators=(",", ":")),
-                 extra=attributes)
+        log.info("%s", message, extra=attributes)
+        return message

@@ -55,7 +55,7 @@ from ..observe import (
 )
 
 __all__ = ["OpenTelemetryObserver", "CorrelationSpanProcessor", "configure",
-           "enable_azure_sdk_tracing", "SECONDS_BUCKETS"]
+           "enable_azure_sdk_tracing", "correlate_logs", "SECONDS_BUCKETS"]
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def _configure(mode: str, environ: Mapping[str, str], out: IO[str]) -> Observer:
     else:
         _console(out)
     enable_azure_sdk_tracing()
-    _filter_handlers()
+    correlate_logs()
     return OpenTelemetryObserver()
 
 
@@ -228,8 +228,9 @@ def _console(out: IO[str]) -> None:
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader], resource=resource))
 
 
-def _filter_handlers() -> None:
-    """The correlation id on every record the root logger's handlers (the exporters') see."""
+def correlate_logs() -> None:
+    """The correlation id on every record the root logger's handlers (the exporters') see
+    (the distro's log exporter handler among them)."""
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, CorrelationFilter) for f in handler.filters):
             handler.addFilter(CorrelationFilter())
