@@ -131,6 +131,8 @@ def test_module_keeps_the_layer_rule(module):
     ("tokenvault.vault", "from .adapters.entra import EntraIdentityProvider\n",
      "tokenvault.vault (core) imports tokenvault.adapters.entra (adapter)"),
     ("tokenvault.model", "import requests\n", "tokenvault.model (core) imports requests"),
+    ("tokenvault.observe", "from opentelemetry import trace\n",
+     "tokenvault.observe (core) imports opentelemetry"),
     ("tokenvault.adapters.entra", "from ..bootstrap import compose\n",
      "tokenvault.adapters.entra (adapter) imports tokenvault.bootstrap (entry)"),
     ("tokenvault.http", "from .dev import devhost\n",

@@ -47,8 +47,10 @@ def test_what_the_telemetry_exporters_got_is_searched_too():
     with tracer.start_as_current_span("in an event") as span:
         span.add_event("exception", {"exception.message": f"refused {secret}"})
     handler = LoggingHandler(logger_provider=logger_provider)
-    handler.emit(logging.LogRecord("x", logging.INFO, __file__, 1, "plain", (), None))
-    handler.emit(logging.makeLogRecord({"msg": "plain", "assertion": secret}))
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "plain", (), None)
+    handler.emit(record)
+    record.assertion = secret
+    handler.emit(record)
     MeterProvider(metric_readers=[reader]).get_meter("leaky").create_counter("c").add(
         1, {"who": secret})
 
