@@ -43,7 +43,8 @@ if TYPE_CHECKING:  # the heavy imports stay out of function_app's import time
 
 __all__ = ["App", "Credentials", "compose", "build_keys", "build_records", "build_queue",
            "build_key_admin", "build_sweep", "api", "sweep", "health", "openapi", "install",
-           "reset", "current", "telemetry", "LIBRARY_LOG_LEVELS", "quiet_libraries"]
+           "reset", "current", "telemetry", "LIBRARY_LOG_LEVELS", "quiet_libraries",
+           "log_levels"]
 
 log = logging.getLogger("tokenvault.bootstrap")
 
@@ -59,6 +60,17 @@ def quiet_libraries() -> None:
     """Set the libraries' logger levels (LIBRARY_LOG_LEVELS); idempotent."""
     for name, level in LIBRARY_LOG_LEVELS.items():
         logging.getLogger(name).setLevel(level)
+
+
+def log_levels() -> None:
+    """The libraries quiet (``quiet_libraries``) and the app's own records at INFO at least,
+    whatever the root logger's level: the audit trail and the sweep's summaries are INFO
+    records and must reach the handlers (the exporter's among them). Idempotent; a level set
+    lower (DEBUG, in tests) is kept."""
+    quiet_libraries()
+    own = logging.getLogger("tokenvault")
+    if own.getEffectiveLevel() > logging.INFO:
+        own.setLevel(logging.INFO)
 
 
 @dataclass(frozen=True)
@@ -259,7 +271,7 @@ def current() -> App:
         if _app is None:
             from .settings import Settings
 
-            quiet_libraries()  # before any SDK client exists, whatever the settings say
+            log_levels()  # before any SDK client exists, whatever the settings say
             try:
                 settings = Settings.from_environ()
                 _app = compose(settings, observer=telemetry())

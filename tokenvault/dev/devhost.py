@@ -314,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the function app folder (default: the current one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    bootstrap.quiet_libraries()  # the app's own levels, as in Azure
+    bootstrap.log_levels()  # the app's own levels, as in Azure
     logfields.install()  # ids, codes and correlation ids on the console, as in Azure
 
     folder = args.folder.resolve()
