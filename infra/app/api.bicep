@@ -99,9 +99,20 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     AzureWebJobsStorage__tableServiceUri: storageEndpoints.table
     AzureWebJobsStorage__credential: 'managedidentity'
     AzureWebJobsStorage__clientId: identityClientId
+    // The app exports its own traces, metrics and logs with the Azure Monitor OpenTelemetry
+    // distro (tokenvault/adapters/telemetry.py), to this component; host.json has
+    // "telemetryMode": "OpenTelemetry" (https://learn.microsoft.com/azure/azure-functions/opentelemetry-howto).
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
-    // Local auth is off on the component: ingestion needs the identity's Entra token.
+    // Local auth is off on the component: ingestion needs the identity's Entra token. The host
+    // and the app's exporter both read this (the exporter builds a ManagedIdentityCredential):
+    // https://learn.microsoft.com/azure/azure-functions/functions-app-settings#applicationinsights_authentication_string
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+    // The worker propagates the host's trace context into each invocation and tells the host
+    // that it exports its own logs, so they are not sent twice. Not PYTHON_APPLICATIONINSIGHTS_
+    // ENABLE_TELEMETRY: with it the worker would call configure_azure_monitor itself, a second
+    // set-up beside the app's (https://github.com/Azure/azure-functions-python-worker/pull/1621;
+    // the settings: https://learn.microsoft.com/azure/azure-functions/opentelemetry-howto?pivots=programming-language-python#configure-application-settings).
+    PYTHON_ENABLE_OPENTELEMETRY: 'true'
   })
 }
 

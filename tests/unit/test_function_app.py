@@ -140,13 +140,15 @@ def test_the_app_itself_keeps_sdk_request_logs_out_of_information(unconfigured,
     assert logging.getLogger("tokenvault.sweep").isEnabledFor(logging.INFO)
 
 
-def test_sampling_never_drops_a_trace_so_the_sweep_summaries_all_arrive():
-    # The sweep.plan / sweep.batch summaries are log records, i.e. Application Insights
-    # traces; excludedTypes lists what is never sampled
-    # (https://learn.microsoft.com/azure/azure-functions/functions-host-json#applicationinsightssamplingsettings).
+def test_the_host_exports_opentelemetry_and_nothing_in_host_json_samples_the_app_s_records():
+    # "telemetryMode": "OpenTelemetry": the host exports in OpenTelemetry form and the app's
+    # worker exports its own traces, metrics and logs (the Azure Monitor distro, configured by
+    # tokenvault.adapters.telemetry with sampling off — shown in
+    # tests/integration/test_telemetry_export.py). host.json's logging.applicationInsights
+    # (samplingSettings among it) does not apply in that mode, so it is not there to mislead:
+    # https://learn.microsoft.com/azure/azure-functions/opentelemetry-howto (Considerations).
     host = json.loads((ROOT / "host.json").read_text())
-    sampling = host["logging"]["applicationInsights"]["samplingSettings"]
-    excluded = {t.strip() for t in (sampling.get("excludedTypes") or "").split(";")}
-    assert sampling.get("isEnabled") is False or "Trace" in excluded
-    # and their level is one the host forwards
+    assert host["telemetryMode"] == "OpenTelemetry"
+    assert "applicationInsights" not in host["logging"]
+    # and the app's records are at a level the host keeps
     assert host["logging"]["logLevel"]["Function"] in ("Information", "Debug", "Trace")

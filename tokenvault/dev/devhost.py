@@ -321,6 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     settings_file = folder / "local.settings.json"
     local = json.loads(settings_file.read_text()) if settings_file.exists() else {}
     apply_local_settings(folder, os.environ)  # the same reading as the ops CLI's
+    # Spans (one line each) and metrics (every minute) on the console unless the settings say
+    # otherwise; with APPLICATIONINSIGHTS_CONNECTION_STRING set they go to Application Insights.
+    os.environ.setdefault("TOKENVAULT_TELEMETRY", "console")
     host_file = folder / "host.json"
     host_config = json.loads(host_file.read_text()) if host_file.exists() else {}
     port = args.port or int((local.get("Host") or {}).get("LocalHttpPort") or 7071)
