@@ -107,6 +107,27 @@ def test_in_azure_log_fields_stay_attributes_no_text_workaround_is_installed(unc
     assert not any(isinstance(f, FieldsInMessage) for h in root.handlers for f in h.filters)
 
 
+def test_with_a_connection_string_the_app_reports_to_opentelemetry_and_never_sets_it_up_twice(
+        unconfigured, monkeypatch, caplog):
+    # The test session has an OpenTelemetry SDK set up already (as a worker with
+    # PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY would): the app reports to it, and says so,
+    # instead of calling configure_azure_monitor a second time.
+    import tokenvault.adapters.telemetry as telemetry
+    from tokenvault.adapters.telemetry import OpenTelemetryObserver
+
+    monkeypatch.setattr(telemetry, "_configured", None)
+    for name, value in {"WEBSITE_SITE_NAME": "func-tokenvault-x", "TOKENVAULT_CLIENT_ID": CLIENT,
+                        "TOKENVAULT_CLIENT_ASSERTION": "managed_identity", "AZURE_CLIENT_ID": CLIENT,
+                        "TOKENVAULT_KEY_VAULT_URL": "https://tv.vault.azure.net",
+                        "AzureWebJobsStorage__accountName": "tvstore",
+                        "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x"}.items():
+        monkeypatch.setenv(name, value)
+    caplog.set_level(logging.WARNING, logger="tokenvault.adapters.telemetry")
+    app = bootstrap.current()
+    assert isinstance(app.observer, OpenTelemetryObserver)
+    assert any("already set up" in r.getMessage() for r in caplog.records)
+
+
 # --- logging in Azure: the app sets the libraries' levels, sampling keeps the sweep lines ----
 
 NOISY = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity", "msal",
