@@ -140,7 +140,12 @@ class Planner:
             self._observer.observe(POISON_QUEUE, [(summary.poisoned, {})])
         if summary.continued or not self._observer.enabled:
             return  # the inventory is whole only at the end of a run
-        rows = classify(summary.inventory, self._keys, self._clock.now())
+        try:
+            rows = classify(summary.inventory, self._keys, self._clock.now())
+        except VaultError as error:
+            # Reporting must not fail a plan whose work is already on the queue.
+            log.warning("sweep.inventory not reported", extra={"code": error.code})
+            return
         self._observer.observe(KEY_INVENTORY, [
             (count, {"tenant_id": row.tenant_id, "key_version": state})
             for row in rows for state, count in row.counts().items()])

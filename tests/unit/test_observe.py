@@ -198,3 +198,25 @@ def test_the_inventory_counts_latest_superseded_and_missing_versions_and_the_old
     assert rows == [TenantInventory("t1", latest=4, superseded=3, missing=2, oldest_age_days=30.0),
                     TenantInventory("t2", latest=1, oldest_age_days=30.0),
                     TenantInventory("t3", missing=5)]  # no key at all: revoked
+
+
+def test_a_key_store_that_fails_while_the_inventory_is_read_does_not_fail_the_plan(otel, caplog):
+    # The plan's work is on the queue by then: the inventory is skipped and the plan stands.
+    from tests.fakes import FakeRecords
+    from tokenvault.adapters.memory_queue import MemoryQueue
+    from tokenvault.errors import InternalError
+    from tokenvault.sweep import Planner
+
+    class RefusingKeys(FakeKeys):
+        def get(self, tenant_id, version):
+            raise InternalError()
+
+    observer, _, reader = otel
+    keys, records, queue = RefusingKeys(), FakeRecords(), MemoryQueue()
+    keys.onboard(TENANT)
+    planner = Planner(records=records, keys=keys, queue=queue, clock=FixedClock(),
+                      refresh_after=timedelta(days=7), observer=observer)
+    summary = planner.plan(inventory={TENANT: {"a" * 32: 3}})
+    assert not summary.continued
+    assert points(reader, "tokenvault.keys.records") == []
+    assert any(r.getMessage() == "sweep.inventory not reported" for r in caplog.records)
