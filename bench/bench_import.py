@@ -4,8 +4,9 @@ Runs ``python -X importtime -c "import function_app"`` in fresh subprocesses (se
 median) and reports the total import time and the largest imports by cumulative time. A
 second series imports ``azure.functions`` first: the Functions worker has loaded it before it
 imports the app, so what remains is the app's own share. Also lists which heavy SDKs
-(msal, azure.data.tables, azure.keyvault, azure.identity, cryptography, requests) an import
-of ``function_app`` pulls in: none should be, they load on the first request.
+(msal, azure.data.tables, azure.keyvault, azure.identity, cryptography, requests, and the
+OpenTelemetry API, SDK and Azure Monitor distro) an import of ``function_app`` pulls in: none
+should be, they load on the first request.
 
 Writes bench/results/import.json.
 
@@ -27,7 +28,8 @@ import common  # noqa: E402
 
 OUT = common.RESULTS / "import.json"
 HEAVY = ("msal", "azure.data.tables", "azure.keyvault.secrets", "azure.identity",
-         "azure.storage.queue", "cryptography", "requests", "jwt")
+         "azure.storage.queue", "cryptography", "requests", "jwt", "opentelemetry",
+         "azure.monitor.opentelemetry")
 TARGET_S = 0.5
 
 

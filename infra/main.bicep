@@ -106,6 +106,18 @@ param storageSkuName string = 'Standard_ZRS'
 @description('Days Log Analytics keeps the logs.')
 param logRetentionInDays int = 30
 
+@minValue(1)
+@maxValue(400)
+@description('Alert when a tenant has records on a key version older than this many days: the rotation period (monthly, infra/pipelines/rotate-keys.yml) plus a day for the sweep to rewrap.')
+param staleKeyVersionDays int = 32
+
+@minValue(1)
+@description('Alert when more requests than this are answered reauth_required within 15 minutes.')
+param reauthRequiredSpike int = 25
+
+@description('E-mail address the alert rules notify (an action group); empty: the rules fire in the portal only.')
+param alertEmail string = ''
+
 @description('Tags added to every resource.')
 param tags object = {}
 
@@ -201,6 +213,19 @@ module api 'app/api.bicep' = {
       TOKENVAULT_REFRESH_AFTER: refreshAfter
       TOKENVAULT_SWEEP_CONCURRENCY: '8'
     }
+  }
+}
+
+// The workbook and the alert rules (docs/operations.md "Watching it").
+module observability 'app/observability.bicep' = {
+  name: 'observability'
+  params: {
+    location: location
+    tags: allTags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    staleKeyVersionDays: staleKeyVersionDays
+    reauthRequiredSpike: reauthRequiredSpike
+    alertEmail: alertEmail
   }
 }
 

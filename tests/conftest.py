@@ -19,6 +19,7 @@ from tokenvault.dev.tls import TestCA
 
 pytest_plugins = [
     "tests.support.kinds",
+    "tests.support.telemetry",
     "tests.support.leaks",
     "tests.support.keyvault_fixtures",
     "tests.support.entra_fixtures",

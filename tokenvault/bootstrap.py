@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # the heavy imports stay out of function_app's import time
     from .adapters.storage_queue import StorageQueue
     from .adapters.table_records import TableRecords
     from .http import Api
+    from .observe import Observer
     from .ports import Clock, Keys, Queue, Records
     from .settings import BackendSettings, Settings, StorageConnection
     from .sweep import Planner, SweepHandler, Worker
@@ -41,7 +43,8 @@ if TYPE_CHECKING:  # the heavy imports stay out of function_app's import time
 
 __all__ = ["App", "Credentials", "compose", "build_keys", "build_records", "build_queue",
            "build_key_admin", "build_sweep", "api", "sweep", "health", "openapi", "install",
-           "reset", "current", "LIBRARY_LOG_LEVELS", "quiet_libraries"]
+           "reset", "current", "telemetry", "LIBRARY_LOG_LEVELS", "quiet_libraries",
+           "log_levels"]
 
 log = logging.getLogger("tokenvault.bootstrap")
 
@@ -59,6 +62,17 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(level)
 
 
+def log_levels() -> None:
+    """The libraries quiet (``quiet_libraries``) and the app's own records at INFO at least,
+    whatever the root logger's level: the audit trail and the sweep's summaries are INFO
+    records and must reach the handlers (the exporter's among them). Idempotent; a level set
+    lower (DEBUG, in tests) is kept."""
+    quiet_libraries()
+    own = logging.getLogger("tokenvault")
+    if own.getEffectiveLevel() > logging.INFO:
+        own.setLevel(logging.INFO)
+
+
 @dataclass(frozen=True)
 class App:
     """Everything one process serves with, built once."""
@@ -70,6 +84,8 @@ class App:
     keys: "Keys"
     records: "Records"
     clock: "Clock"
+    #: where spans and metrics go (a NullObserver when telemetry is off)
+    observer: "Observer"
     #: the SDK clients holding connections, closed by ``close``.
     clients: tuple = ()
 
@@ -115,14 +131,15 @@ class Credentials:
 
 # --- builders: each adapter from settings, in one place ----------------------------------
 
-def build_keys(backend: "BackendSettings", credentials: Credentials, **options: Any) -> "Keys":
+def build_keys(backend: "BackendSettings", credentials: Credentials, *,
+               observer: "Observer | None" = None, **options: Any) -> "Keys":
     """The read side of the tenant keys. ``options`` go to ``KeyVaultKeys`` (and from there
-    to ``SecretClient``)."""
+    to ``SecretClient``); ``observer`` counts its Key Vault reads."""
     if backend.key_vault_url:
         from .adapters.keyvault_keys import KeyVaultKeys
 
         return KeyVaultKeys(backend.key_vault_url, credentials.get(), ttl=backend.key_cache_ttl,
-                            **options)
+                            observer=observer, **options)
     from .adapters.local_keyring import LocalKeyring
 
     assert backend.local_keyring is not None  # BackendSettings requires one or the other
@@ -172,23 +189,26 @@ def build_queue(backend: "BackendSettings", credentials: Credentials,
 def build_sweep(*, vault: "Vault", records: "Records", keys: "Keys", queue: "Queue",
                 clock: "Clock", refresh_after: timedelta, allowed_tenants: frozenset[str],
                 time_budget: timedelta | None = None,
-                concurrency: int | None = None) -> tuple["Planner", "Worker"]:
+                concurrency: int | None = None,
+                observer: "Observer | None" = None) -> tuple["Planner", "Worker"]:
     """The sweep's planner and worker over one queue. ``time_budget``: how long one plan may
     run before it continues itself in a message (default: the planner's, within a function's
     timeout); ``concurrency``: records of one tenant worked at once (default: the worker's)."""
     from .sweep import Planner, Worker
 
     planner_of = partial(Planner, records=records, keys=keys, queue=queue, clock=clock,
-                         refresh_after=refresh_after, allowed_tenants=allowed_tenants)
+                         refresh_after=refresh_after, allowed_tenants=allowed_tenants,
+                         observer=observer)
     planner = planner_of() if time_budget is None else planner_of(time_budget=time_budget)
-    worker_of = partial(Worker, vault=vault, queue=queue, clock=clock, refresh_after=refresh_after)
+    worker_of = partial(Worker, vault=vault, queue=queue, clock=clock, refresh_after=refresh_after,
+                        observer=observer)
     worker = worker_of() if concurrency is None else worker_of(concurrency=concurrency)
     return planner, worker
 
 
 def compose(settings: "Settings", *, credential: Any = None, session: Any = None,
             key_vault_options: dict | None = None, storage_options: dict | None = None,
-            clock: "Clock | None" = None) -> App:
+            clock: "Clock | None" = None, observer: "Observer | None" = None) -> App:
     """Build the app from settings with the real adapters.
 
     ``credential`` reaches Key Vault and identity-based storage (default: ``Credentials``);
@@ -196,23 +216,26 @@ def compose(settings: "Settings", *, credential: Any = None, session: Any = None
     reads the environment per request only when a proxy or CA bundle is set there, with
     connections for the sweep's concurrency); ``key_vault_options`` go to ``KeyVaultKeys``;
     ``storage_options`` go to the table and queue clients; ``clock`` is the vault's and the
-    sweep's time (tests pin it).
+    sweep's time (tests pin it); ``observer`` receives spans and metrics (default: none are
+    recorded).
     """
     from .access_cache import AccessTokenCache
     from .adapters.caller_tokens import CallerTokenValidator
     from .adapters.entra import EntraIdentityProvider
     from .adapters.transport import http_session, pool_size
     from .http import Api
+    from .observe import NullObserver, ObservedIdentityProvider
     from .ports import SystemClock
     from .sweep import SweepHandler
     from .vault import Vault
 
+    observer = observer or NullObserver()
     backend = settings.backend
     credentials = Credentials(fixed=credential, in_azure=backend.in_azure,
                               client_id=settings.managed_identity_client_id)
     pool = pool_size(settings.sweep_concurrency)
     session = session or http_session(pool=pool)
-    keys = build_keys(backend, credentials, **(key_vault_options or {}))
+    keys = build_keys(backend, credentials, observer=observer, **(key_vault_options or {}))
     records = build_records(backend, credentials, pool=pool, **(storage_options or {}))
     queue = build_queue(backend, credentials, **(storage_options or {}))
     if not backend.in_azure:
@@ -222,18 +245,20 @@ def compose(settings: "Settings", *, credential: Any = None, session: Any = None
         queue.ensure_queue()
 
     clock = clock or SystemClock()
-    vault = Vault(client_id=settings.client_id, keys=keys, records=records,
-                  identity=EntraIdentityProvider.from_settings(settings, session=session),
+    identity = ObservedIdentityProvider(
+        EntraIdentityProvider.from_settings(settings, session=session), observer)
+    vault = Vault(client_id=settings.client_id, keys=keys, records=records, identity=identity,
                   clock=clock, access_tokens=AccessTokenCache(),
                   allowed_tenants=settings.allowed_tenants)
     api = Api(vault=vault, authenticate=CallerTokenValidator.from_settings(settings, session=session),
-              redeem_callers=settings.redeem_callers, clock=clock)
+              redeem_callers=settings.redeem_callers, clock=clock, observer=observer)
     planner, worker = build_sweep(vault=vault, records=records, keys=keys, queue=queue,
                                   clock=clock, refresh_after=settings.refresh_after,
                                   allowed_tenants=settings.allowed_tenants,
-                                  concurrency=settings.sweep_concurrency)
+                                  concurrency=settings.sweep_concurrency, observer=observer)
     return App(settings=settings, vault=vault, api=api, keys=keys, records=records, clock=clock,
-               sweep=SweepHandler(planner=planner, worker=worker, queue=queue),
+               observer=observer,
+               sweep=SweepHandler(planner=planner, worker=worker, queue=queue, observer=observer),
                clients=tuple(c for c in (keys, records, queue) if hasattr(c, "close")))
 
 
@@ -255,19 +280,32 @@ def current() -> App:
         if _app is None:
             from .settings import Settings
 
-            quiet_libraries()  # before any SDK client exists, whatever the settings say
+            log_levels()  # before any SDK client exists, whatever the settings say
             try:
                 settings = Settings.from_environ()
-                if settings.in_azure:
-                    # The worker ships message text alone to Application Insights.
-                    from . import logfields
-
-                    logfields.install()
-                _app = compose(settings)
+                _app = compose(settings, observer=telemetry())
             except SettingError as error:
                 log.error("configuration error: %s", error.message)
                 raise
     return _app
+
+
+def telemetry() -> "Observer":
+    """The process's telemetry, set up on first use from the environment (``TOKENVAULT_TELEMETRY``,
+    ``APPLICATIONINSIGHTS_CONNECTION_STRING``): OpenTelemetry is imported only when it is on.
+
+    :raises SettingError: ``TOKENVAULT_TELEMETRY`` is not a mode.
+    """
+    from .settings import telemetry_mode
+
+    mode = telemetry_mode(os.environ)
+    if mode == "none":
+        from .observe import NullObserver
+
+        return NullObserver()
+    from .adapters.telemetry import configure
+
+    return configure(mode)
 
 
 def install(app: App | None) -> None:

@@ -16,6 +16,10 @@ Who may do what (docs/design.md "HTTP API"):
   client-credentials tokens as that app with their own ``tid``. The pair is the caller.
 The vault then applies the rules that hold whoever asks: the record's tenant must be one the
 vault keeps, and a redeem stays within the scopes stored.
+
+Every data route is audited (``tokenvault.audit``): one record per request, allowed or refused,
+with the caller as far as it was established, and it runs in a span ``http.<route>`` under the
+invocation's correlation id, counted in ``tokenvault.requests`` (``tokenvault.observe``).
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ import base64
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import azure.functions as func
 
+from .audit import Audit
 from .errors import (
     BadRequest,
     InsufficientPermissions,
@@ -40,6 +46,7 @@ from .errors import (
     VaultError,
 )
 from .model import AppCaller, Caller, RecordKey, TokenGrant, valid_id
+from .observe import REDEEMS, REQUEST_DURATION, REQUESTS, NullObserver, Observer, correlated
 from .ports import Clock
 from .scopes import is_reserved
 from .vault import Vault
@@ -67,62 +74,83 @@ class _Request:
 
 class Api:
     def __init__(self, *, vault: Vault, authenticate: Authenticate,
-                 redeem_callers: frozenset[AppCaller], clock: Clock) -> None:
+                 redeem_callers: frozenset[AppCaller], clock: Clock,
+                 observer: Observer | None = None) -> None:
         self._vault = vault
         self._authenticate = authenticate
         self._callers = redeem_callers
         self._clock = clock
+        self.observer = observer or NullObserver()
 
-    # --- routes --------------------------------------------------------------------------
+    # --- routes: each fills in its audit record as facts are established -------------------
 
-    def store(self, req: func.HttpRequest) -> func.HttpResponse:
+    def store(self, req: func.HttpRequest, audit: Audit | None = None) -> func.HttpResponse:
+        audit = audit or Audit("store", "")
         raw = _bounded_body(req)
-        caller = self._caller(req)
+        caller = self._caller(req, audit)
+        if caller.is_user:
+            own = _own_key(caller)
+            audit.target(own.tenant_id, own.user_id)
         scopes = _scopes(_json_body(req, raw, required={"scopes"}, optional=set())["scopes"])
+        audit.asked_for(scopes)
         if not caller.is_user:
             raise InsufficientPermissions("Only a user token can store a refresh token.")
         record = self._vault.store(caller, scopes)
         return _json(201, record.metadata(),
                      {"Location": f"/api/tokens/{record.tenant_id}/{record.user_id}"})
 
-    def redeem(self, req: func.HttpRequest) -> func.HttpResponse:
+    def redeem(self, req: func.HttpRequest, audit: Audit | None = None) -> func.HttpResponse:
+        audit = audit or Audit("redeem", "")
         raw = _bounded_body(req)
-        caller = self._caller(req)
+        caller = self._caller(req, audit)
         body = _json_body(req, raw, required={"scopes"}, optional={"tenant_id", "user_id"})
         scopes = _scopes(body["scopes"])
+        audit.asked_for(scopes)
         if caller.is_user:
             own = _own_key(caller)
+            audit.target(own.tenant_id, own.user_id)
             # Malformed is malformed whoever asks: the same 400 naming the field as for an app.
             named = {f: valid_id(body[f], f) for f in ("tenant_id", "user_id") if f in body}
             if named and named != {"tenant_id": own.tenant_id, "user_id": own.user_id}:
+                audit.target(named.get("tenant_id"), named.get("user_id"))
                 raise InsufficientPermissions("A user token redeems only its own record.")
             key = own
         else:
+            named = {f: valid_id(body[f], f) for f in ("tenant_id", "user_id") if f in body}
+            audit.target(named.get("tenant_id"), named.get("user_id"))
             self._require_app(caller, ROLE_REDEEM)
             for name in ("tenant_id", "user_id"):
                 if name not in body:
                     raise BadRequest(f"{name} is required with an app token.", field=name)
-            key = RecordKey(valid_id(body["tenant_id"], "tenant_id"),
-                            valid_id(body["user_id"], "user_id"))
-        return _json(200, _token_body(self._vault.redeem(key, scopes), self._now()))
+            key = RecordKey(named["tenant_id"], named["user_id"])
+        grant = self._vault.redeem(key, scopes)
+        audit.cached = grant.from_cache
+        self.observer.add(REDEEMS, source="cache" if grant.from_cache else "identity_provider")
+        return _json(200, _token_body(grant, self._now()))
 
-    def describe(self, req: func.HttpRequest) -> func.HttpResponse:
-        caller = self._caller(req)
+    def describe(self, req: func.HttpRequest, audit: Audit | None = None) -> func.HttpResponse:
+        audit = audit or Audit("describe", "")
+        caller = self._caller(req, audit)
         key = _route_key(req)
+        audit.target(key.tenant_id, key.user_id)
         self._authorize_record(caller, key, (ROLE_REDEEM, ROLE_ADMIN))
         return _json(200, self._vault.describe(key).metadata())
 
-    def forget(self, req: func.HttpRequest) -> func.HttpResponse:
-        caller = self._caller(req)
+    def forget(self, req: func.HttpRequest, audit: Audit | None = None) -> func.HttpResponse:
+        audit = audit or Audit("forget", "")
+        caller = self._caller(req, audit)
         key = _route_key(req)
+        audit.target(key.tenant_id, key.user_id)
         self._authorize_record(caller, key, (ROLE_ADMIN,))
         self._vault.forget(key)
         return func.HttpResponse(status_code=204, headers=_common_headers())
 
     # --- authorization -------------------------------------------------------------------
 
-    def _caller(self, req: func.HttpRequest) -> Caller:
-        return self._authenticate(req.headers.get("Authorization"))
+    def _caller(self, req: func.HttpRequest, audit: Audit) -> Caller:
+        caller = self._authenticate(req.headers.get("Authorization"))
+        audit.authenticated(caller)  # only now: a refused token's claims are never recorded
+        return caller
 
     def _authorize_record(self, caller: Caller, key: RecordKey, roles: tuple[str, ...]) -> None:
         if caller.is_user:
@@ -142,20 +170,42 @@ class Api:
 
 
 def dispatch(route: str, req: func.HttpRequest, api: Callable[[], Api]) -> func.HttpResponse:
-    """Run one route: build (or reuse) the Api, call it, turn every failure into a problem."""
+    """Run one route: build (or reuse) the Api, call it, turn every failure into a problem.
+    Exactly one audit record is written, whatever happens."""
     request = _Request(correlation_id=str(uuid.uuid4()), route=route)
-    try:
-        response = getattr(api(), route)(req)
-    except VaultError as error:
-        return _failure(request, error)
-    except Exception:  # noqa: BLE001 - the one place where anything becomes `internal`
-        log.exception("unexpected error", extra=_log_fields(request, "internal"))
-        return problem(InternalError(), request.correlation_id)
-    response.headers["X-Correlation-Id"] = request.correlation_id
-    # Successes are logged too, so every answer's correlation id can be found in the log.
-    log.info("request answered: %d", response.status_code,
-             extra={**_log_fields(request, "ok"), "status": response.status_code})
+    audit = Audit(route, request.correlation_id)
+    started = time.monotonic()
+    with correlated(request.correlation_id):
+        try:
+            served = api()
+        except Exception as error:  # noqa: BLE001 - a bad setting: nothing can be served
+            response, code = _answer_failure(request, error)
+            audit.write(code)
+            return response
+        with served.observer.span(f"http.{route}", route=route) as span:
+            try:
+                response, code = getattr(served, route)(req, audit), "ok"
+            except Exception as error:  # noqa: BLE001 - every failure is answered
+                response, code = _answer_failure(request, error)
+            else:
+                response.headers["X-Correlation-Id"] = request.correlation_id
+                # Successes are logged too, so every answer's correlation id is in the log.
+                log.info("request answered: %d", response.status_code,
+                         extra={**_log_fields(request, "ok"), "status": response.status_code})
+            span.update(outcome=code, status=response.status_code)
+            audit.write(code)
+        served.observer.add(REQUESTS, route=route, code=code)
+        served.observer.record(REQUEST_DURATION, time.monotonic() - started, route=route, code=code)
     return response
+
+
+def _answer_failure(request: _Request, error: Exception) -> tuple[func.HttpResponse, str]:
+    """The problem answer to ``error`` and the code it is counted and audited under (an
+    internal error's own code: the audit trail and the metrics are ours, not the caller's)."""
+    if isinstance(error, VaultError):
+        return _failure(request, error), error.code
+    log.exception("unexpected error", extra=_log_fields(request, "internal"))
+    return problem(InternalError(), request.correlation_id), "internal"
 
 
 def _failure(request: _Request, error: VaultError) -> func.HttpResponse:

@@ -155,6 +155,8 @@ class TokenGrant:
     expires_on: int  # epoch seconds
     scopes: tuple[str, ...]
     token_type: str = "Bearer"
+    #: the vault answered from its in-memory access-token cache, without the identity provider
+    from_cache: bool = False
 
 
 class AppCaller(NamedTuple):

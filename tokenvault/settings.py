@@ -24,7 +24,7 @@ from .sensitive import Sensitive
 
 __all__ = ["Settings", "BackendSettings", "CredentialKind", "StorageConnection", "parse_duration",
            "REFRESH_QUEUE", "AZURE_MARKERS", "running_in_azure", "LOCAL_SETTINGS",
-           "local_settings_values", "apply_local_settings"]
+           "local_settings_values", "apply_local_settings", "telemetry_mode", "TELEMETRY_MODES"]
 
 #: The sweep's queue. Fixed: the queue trigger names it, and ops tooling relies on it.
 REFRESH_QUEUE = "tokenvault-refresh"
@@ -211,6 +211,31 @@ def apply_local_settings(folder: Path, environ: MutableMapping[str, str]) -> lis
             environ[name] = value
             added.append(name)
     return added
+
+
+#: What ``TOKENVAULT_TELEMETRY`` may say: ``console`` (spans and metrics on stdout, the dev
+#: host's default) or ``none``. Unset: Azure Monitor when ``APPLICATIONINSIGHTS_CONNECTION_STRING``
+#: is set, else nothing.
+TELEMETRY_MODES = ("console", "none")
+
+
+def telemetry_mode(environ: Mapping[str, str]) -> str:
+    """``azure_monitor``, ``console`` or ``none``, from the environment.
+
+    The Application Insights connection string wins over ``console``; ``none`` turns
+    telemetry off even where the connection string is set.
+
+    :raises SettingError: ``TOKENVAULT_TELEMETRY`` is neither unset, ``console`` nor ``none``.
+    """
+    env = _Env(environ)
+    chosen = (env.get("TOKENVAULT_TELEMETRY") or "").lower()
+    if chosen and chosen not in TELEMETRY_MODES:
+        raise SettingError("TOKENVAULT_TELEMETRY", "must be console or none")
+    if chosen == "none":
+        return "none"
+    if env.get("APPLICATIONINSIGHTS_CONNECTION_STRING"):
+        return "azure_monitor"
+    return chosen or "none"
 
 
 def running_in_azure(environ: Mapping[str, str] | "_Env") -> bool:

@@ -31,7 +31,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .errors import BadRequest, TenantNotOnboarded, VaultError
+from .inventory import classify
 from .model import RecordSummary, Status
+from .observe import (
+    KEY_AGE,
+    KEY_INVENTORY,
+    POISON_QUEUE,
+    SWEEP_POISONED,
+    SWEEP_RECORDS,
+    NullObserver,
+    Observer,
+    correlated,
+)
 from .ports import Clock, Keys, Queue, Records
 from .sweep_messages import (
     BATCH_SIZE,
@@ -77,6 +88,9 @@ class PlanSummary:
     not_allowed_tenants: set[str] = field(default_factory=set)
     #: records of those tenants (neither planned nor counted as skipped).
     not_allowed: int = 0
+    #: tenant → key version → records, for the tenants this part scanned whole (not a tenant cut
+    #: by a continuation): the inventory gauges' source. Not logged (the inventory lines are).
+    whole_tenants: dict[str, Counter] = field(default_factory=dict)
     poisoned: int | None = None
     duration: float = 0.0
 
@@ -114,8 +128,10 @@ class Planner:
                  refresh_after: timedelta, time_budget: timedelta = timedelta(minutes=4),
                  allowed_tenants: frozenset[str] = frozenset(),
                  batch_size: int = BATCH_SIZE, page_size: int = PAGE_SIZE,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 observer: Observer | None = None) -> None:
         self._records, self._keys, self._queue, self._clock = records, keys, queue, clock
+        self._observer = observer or NullObserver()
         self._refresh_after = refresh_after
         self._allowed = allowed_tenants
         self._budget = time_budget.total_seconds()
@@ -124,20 +140,55 @@ class Planner:
 
     def plan(self, *, run: str | None = None, tenant_id: str | None = None,
              continuation: str | None = None) -> PlanSummary:
-        """Plan one run (or continue one). Returns what it did; also logs it."""
+        """Plan one run (or continue one). Returns what it did; also logs it and reports it
+        (a span, the planned count, the poison queue, the key-version inventory gauges)."""
+        with self._observer.span("sweep.plan", continuation=continuation is not None) as span:
+            summary = self._plan(run=run, tenant_id=tenant_id, continuation=continuation)
+            span.update(run=summary.run, planned=summary.planned, scanned=summary.scanned,
+                        continued=summary.continued)
+        self._report(summary)
+        return summary
+
+    def _report(self, summary: PlanSummary) -> None:
+        self._observer.add(SWEEP_RECORDS, summary.planned, outcome="planned")
+        if summary.poisoned is not None:
+            self._observer.observe(POISON_QUEUE, [(summary.poisoned, {})])
+        if not self._observer.enabled or not summary.whole_tenants:
+            return
+        try:
+            rows = classify(summary.whole_tenants, self._keys, self._clock.now())
+        except VaultError as error:
+            # Reporting must not fail a plan whose work is already on the queue.
+            log.warning("sweep.inventory not reported", extra={"code": error.code})
+            return
+        # Each part of a plan reports the tenants it scanned whole; Application Insights keeps
+        # the latest value per tenant (the workbook's arg_max), whichever instance sent it.
+        self._observer.observe(KEY_INVENTORY, [
+            (count, {"tenant_id": row.tenant_id, "key_version": state})
+            for row in rows for state, count in row.counts().items()])
+        self._observer.observe(KEY_AGE, [(row.oldest_age_days, {"tenant_id": row.tenant_id})
+                                         for row in rows if row.oldest_age_days is not None])
+
+    def _plan(self, *, run: str | None, tenant_id: str | None,
+              continuation: str | None) -> PlanSummary:
         started = self._monotonic()
+        resumed = continuation is not None
         summary = PlanSummary(run=run or uuid.uuid4().hex)
         now = self._clock.now()
         current: _Tenant | None = None
         inventory: list[list] = []  # [tenant, key version, records] not yet logged
+        cut: str | None = None  # the tenant a continuation cut before this part began
         while True:
             page = self._records.scan(tenant_id, page_size=self._page_size,
                                       continuation=continuation)
             for item in page:
                 summary.scanned += 1
                 if current is None or item.tenant_id != current.tenant_id:
-                    self._finish(current, summary, inventory)
+                    self._finish(current, summary, inventory,
+                                 whole=current is not None and current.tenant_id != cut)
                     current = self._start(item.tenant_id, summary)
+                    if resumed and summary.scanned == 1:
+                        cut = item.tenant_id
                 current.versions[item.key_version] += 1
                 if not current.allowed:
                     summary.not_allowed += 1
@@ -155,7 +206,8 @@ class Planner:
                             "continuation": continuation})
                 summary.continued = True
                 break
-        self._finish(current, summary, inventory)
+        self._finish(current, summary, inventory, whole=current is not None
+                     and not summary.continued and current.tenant_id != cut)
         self._log_inventory(summary, inventory)
         summary.poisoned = self._poisoned()
         summary.duration = self._monotonic() - started
@@ -186,11 +238,16 @@ class Planner:
         if len(tenant.batch) >= self._batch_size:
             self._send_batch(summary, tenant)
 
-    def _finish(self, tenant: _Tenant | None, summary: PlanSummary, inventory: list) -> None:
+    def _finish(self, tenant: _Tenant | None, summary: PlanSummary, inventory: list, *,
+                whole: bool) -> None:
+        """Done with ``tenant``: send its last batch, log its inventory. ``whole``: this part
+        of the plan scanned all of its records (no continuation cut it)."""
         if tenant is None:
             return
         if tenant.batch:
             self._send_batch(summary, tenant)
+        if whole and tenant.allowed:
+            summary.whole_tenants[tenant.tenant_id] = tenant.versions
         inventory.extend([tenant.tenant_id, version, count]
                          for version, count in sorted(tenant.versions.items()))
         self._log_inventory(summary, inventory, whole_lines_only=True)
@@ -231,17 +288,20 @@ class Planner:
 
 class SweepHandler:
     """What the timer and the queue functions call: one entry each. ``queue``: where a
-    message that can never be worked is poisoned (None: it raises, and the host retries it)."""
+    message that can never be worked is poisoned (None: it raises, and the host retries it).
+    Each invocation gets a correlation id of its own, on its spans and log records."""
 
     def __init__(self, *, planner: Planner, worker: Worker, queue: Queue | None = None,
-                 max_dequeue: int = 5) -> None:
+                 max_dequeue: int = 5, observer: Observer | None = None) -> None:
         self._planner, self._worker, self._queue = planner, worker, queue
         self._max_dequeue = max_dequeue
+        self._observer = observer or NullObserver()
 
     def plan_run(self, *, past_due: bool = False) -> PlanSummary:
-        if past_due:
-            log.info("sweep.plan past due: running now")
-        return self._planner.plan()
+        with correlated(uuid.uuid4().hex):
+            if past_due:
+                log.info("sweep.plan past due: running now")
+            return self._planner.plan()
 
     def handle(self, body: bytes | str, *, dequeue_count: int = 1) -> None:
         """Work one queue message (already decoded from base64 by the host).
@@ -250,26 +310,37 @@ class SweepHandler:
         not GUIDs, a continuation this service did not issue (``BadRequest``) — is moved to the
         poison queue at once: retrying cannot mend it. Any other failure raises; the host
         retries the message and moves it to the poison queue after ``maxDequeueCount``
-        attempts. The plan's summary reports the poison queue's length.
+        attempts. Either way the message poisoned is counted (``SWEEP_POISONED``); the plan's
+        summary reports the poison queue's length.
         """
-        try:
-            message = decode_message(body)
-            if dequeue_count >= self._max_dequeue:
-                log.warning("sweep.last_attempt", extra={"sweep": {
-                    "run": message.get("run"), "kind": message.get("kind"),
-                    "attempt": dequeue_count}})
-            if message.get("kind") == "plan":
-                self._planner.plan(run=str(message.get("run") or ""),
-                                   tenant_id=message.get("tenant_id"),
-                                   continuation=message.get("continuation"))
-            else:
-                self._worker.work(message, attempt=dequeue_count)
-        except BadRequest:
-            if self._queue is None:
+        with correlated(uuid.uuid4().hex):
+            try:
+                self._handle(body, dequeue_count=dequeue_count)
+            except BadRequest:
+                if self._queue is None:
+                    if dequeue_count >= self._max_dequeue:
+                        self._observer.add(SWEEP_POISONED, kind="malformed")
+                    raise
+                raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+                self._queue.poison(raw)
+                self._observer.add(SWEEP_POISONED, kind="malformed")
+                log.error("sweep.message_poisoned", extra={
+                    "code": BadRequest.code,
+                    "sweep": {"attempt": dequeue_count, "bytes": len(raw)}})
+            except Exception:
+                if dequeue_count >= self._max_dequeue:
+                    self._observer.add(SWEEP_POISONED, kind="failed")
                 raise
-            raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
-            self._queue.poison(raw)
-            log.error("sweep.message_poisoned", extra={
-                "code": BadRequest.code, "sweep": {"attempt": dequeue_count, "bytes": len(raw)}})
 
-
+    def _handle(self, body: bytes | str, *, dequeue_count: int) -> None:
+        message = decode_message(body)
+        if dequeue_count >= self._max_dequeue:
+            log.warning("sweep.last_attempt", extra={"sweep": {
+                "run": message.get("run"), "kind": message.get("kind"),
+                "attempt": dequeue_count}})
+        if message.get("kind") == "plan":
+            self._planner.plan(run=str(message.get("run") or ""),
+                               tenant_id=message.get("tenant_id"),
+                               continuation=message.get("continuation"))
+        else:
+            self._worker.work(message, attempt=dequeue_count)

@@ -3,6 +3,7 @@ time (see ``tokenvault.sweep`` for the whole)."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 import time
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 from .errors import UpstreamUnavailable, VaultError
 from .maintenance import Outcome
 from .model import TokenRecord
+from .observe import SWEEP_RECORDS, NullObserver, Observer
 from .ports import Clock, Queue
 from .settings import DEFAULT_SWEEP_CONCURRENCY
 from .sweep_messages import due_before, log_summary, parse_batch
@@ -55,20 +57,33 @@ class Worker:
     """
 
     def __init__(self, *, vault: Vault, queue: Queue, clock: Clock,
-                 refresh_after: timedelta, concurrency: int = CONCURRENCY) -> None:
+                 refresh_after: timedelta, concurrency: int = CONCURRENCY,
+                 observer: Observer | None = None) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self._vault, self._queue, self._clock = vault, queue, clock
+        self._observer = observer or NullObserver()
         self._refresh_after = refresh_after
         self._concurrency = concurrency
         self._slots = _TenantSlots(concurrency)
 
     def work(self, message: dict, *, attempt: int = 1) -> BatchSummary:
-        """Maintain every record of one batch message.
+        """Maintain every record of one batch message; reported as a span and per-outcome
+        counts (``SWEEP_RECORDS``).
 
         :raises UpstreamUnavailable: the batch could not be read or written as a whole; the
             host delivers the message again (and poisons it after ``maxDequeueCount``).
         """
+        with self._observer.span("sweep.batch", attempt=attempt) as span:
+            summary = self._work(message, attempt=attempt)
+            span.update(run=summary.run, tenant_id=summary.tenant_id, deferred=summary.deferred,
+                        **{o.value: n for o, n in summary.counts.items()})
+        for outcome, count in summary.counts.items():
+            self._observer.add(SWEEP_RECORDS, count, outcome=outcome.value,
+                               tenant_id=summary.tenant_id)
+        return summary
+
+    def _work(self, message: dict, *, attempt: int) -> BatchSummary:
         started = time.monotonic()
         tenant_id, users = parse_batch(message)
         summary = BatchSummary(run=str(message.get("run", "")), tenant_id=tenant_id)
@@ -115,9 +130,12 @@ class Worker:
         if len(records) <= 1 or self._concurrency == 1:
             outcomes = [one(record) for record in records]
         else:
+            # Each record runs in a copy of this invocation's context, so its log records and
+            # spans carry the invocation's correlation id and parent span.
             with ThreadPoolExecutor(max_workers=min(self._concurrency, len(records)),
                                     thread_name_prefix="sweep") as pool:
-                outcomes = list(pool.map(one, records))
+                outcomes = list(pool.map(lambda r: contextvars.copy_context().run(one, r),
+                                         records))
         summary.counts.update(o for o in outcomes if o is not None)
         rest = [r.user_id for r, o in zip(records, outcomes, strict=True) if o is None]
         if throttled:

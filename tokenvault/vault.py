@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -127,7 +128,7 @@ class Vault:
         if self._access is not None and record.status is Status.ACTIVE:
             cached = self._access.get(cache_key, self._clock.now())
             if cached is not None:
-                return cached
+                return replace(cached, from_cache=True)
         refresh_token = self._open(record, tenant_key)
         try:
             grant = self._identity.refresh(key.tenant_id, refresh_token, scopes)

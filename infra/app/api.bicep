@@ -86,6 +86,17 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
+// Telemetry: the app exports its own traces, metrics and logs with the Azure Monitor
+// OpenTelemetry distro (tokenvault/adapters/telemetry.py) to the component named by
+// APPLICATIONINSIGHTS_CONNECTION_STRING, authenticated as the managed identity named by
+// APPLICATIONINSIGHTS_AUTHENTICATION_STRING, which the host and the exporter both read
+// (https://learn.microsoft.com/azure/azure-functions/functions-app-settings#applicationinsights_authentication_string);
+// host.json says telemetryMode OpenTelemetry. PYTHON_ENABLE_OPENTELEMETRY makes the worker
+// propagate the trace context of the host into each invocation and tell the host that the
+// worker exports its own logs, so they are not sent twice. PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY
+// is left unset: with it the worker would call configure_azure_monitor itself, a second set-up
+// beside the one of the app (https://github.com/Azure/azure-functions-python-worker/pull/1621,
+// https://learn.microsoft.com/azure/azure-functions/opentelemetry-howto).
 resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: functionApp
   name: 'appsettings'
@@ -102,6 +113,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
     // Local auth is off on the component: ingestion needs the identity's Entra token.
     APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+    PYTHON_ENABLE_OPENTELEMETRY: 'true'
   })
 }
 

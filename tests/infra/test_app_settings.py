@@ -8,7 +8,7 @@ import re
 import pytest
 
 from tests.infra.templates import INFRA, ROOT, arm, arm_only, bicep_object, bicep_params, bicep_text
-from tokenvault.settings import CredentialKind, Settings
+from tokenvault.settings import CredentialKind, Settings, telemetry_mode
 
 APP_SETTINGS = "Microsoft.Web/sites/config"
 UAMI_CLIENT_ID = "11111111-2222-3333-4444-555555555555"
@@ -19,6 +19,7 @@ NOT_IN_AZURE = {
     "TOKENVAULT_CLIENT_CERTIFICATE_PATH": "same: no certificate to store either",
     "TOKENVAULT_LOCAL_KEYRING": "local runs only; refused in Azure",
     "TOKENVAULT_STORAGE": "unset, so the records use the identity-based AzureWebJobsStorage",
+    "TOKENVAULT_TELEMETRY": "unset: the Application Insights connection string chooses Azure Monitor",
 }
 
 
@@ -114,6 +115,19 @@ def resolve(expression: str) -> str:
     raise AssertionError(f"teach resolve() what Azure makes of {expression}")
 
 
+@pytest.mark.parametrize("settings", [bicep_app_settings, arm_app_settings], ids=["bicep", "arm"])
+def test_the_worker_lets_the_app_export_its_own_telemetry_and_does_not_set_it_up_twice(settings):
+    # PYTHON_ENABLE_OPENTELEMETRY: the worker propagates the host's trace context and tells the
+    # host the worker exports its own logs. PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY would make
+    # the worker call configure_azure_monitor as well: two pipelines, everything sent twice
+    # (https://github.com/Azure/azure-functions-python-worker/pull/1621).
+    values = settings()
+    assert values["PYTHON_ENABLE_OPENTELEMETRY"].strip("'") == "true"
+    assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY" not in values
+    assert "APPLICATIONINSIGHTS_CONNECTION_STRING" in values
+    assert "OTEL_TRACES_SAMPLER" not in values  # nothing samples the app's telemetry
+
+
 def test_the_app_accepts_the_settings_the_arm_template_deploys():
     environ = {name: resolve(value) for name, value in arm_app_settings().items()}
     environ["WEBSITE_SITE_NAME"] = "func-tokenvault-example"  # what Azure adds: the app is in Azure
@@ -129,6 +143,7 @@ def test_the_app_accepts_the_settings_the_arm_template_deploys():
     assert settings.backend.storage.client_id == UAMI_CLIENT_ID
     assert settings.authority_host == "https://login.microsoftonline.com"
     assert (settings.backend.table, settings.backend.key_cache_ttl) == ("tokens", 300)
+    assert telemetry_mode(environ) == "azure_monitor"
 
 
 # --- no secret anywhere -------------------------------------------------------------------

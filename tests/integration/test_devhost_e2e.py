@@ -6,6 +6,7 @@ local keyring file. Also the demo identity provider of ``scripts/run``."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -165,6 +166,13 @@ def test_the_dev_host_logs_requests_but_no_secret(served, http, entra_server):
     http.get(f"{served.api}/health")
     output = served.output()
     assert "GET /api/health" in output and "devhost: serving" in output
+    # It prints the audit trail and, on the console exporter, one line per span.
+    audits = [json.loads(line.split(" audit ", 1)[1]) for line in output.splitlines()
+              if " tokenvault.audit audit {" in line]
+    assert {"store", "redeem", "describe", "forget"} <= {a["action"] for a in audits}
+    assert re.search(r"^span http\.redeem [\d.]+ms trace=[0-9a-f]{32} .*"
+                     r"tokenvault\.correlation_id=\S+ .*tokenvault\.outcome=ok", output, re.M)
+    assert re.search(r"^span TableClient\.get_entity ", output, re.M)
     keys = [v["value"] for versions in json.loads(served.keyring.read_text())["secrets"].values()
             for v in versions]
     secrets = set(entra_server.issued_secrets()) | set(keys)

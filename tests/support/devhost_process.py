@@ -30,6 +30,7 @@ __all__ = ["DevHostProcess", "app_folder", "local_values", "local_devhost", "ROO
 ROOT = Path(__file__).resolve().parents[2]
 # Settings the app (or the libraries under it) read from the environment: never inherited.
 _APP_SETTINGS = ("TOKENVAULT_", "AzureWebJobs", "AZURE_", "WEBSITE_", "FUNCTIONS_",
+                 "APPLICATIONINSIGHTS_", "OTEL_", "PYTHON_ENABLE_OPENTELEMETRY",
                  "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "MSAL_")
 
 
@@ -66,6 +67,9 @@ def local_values(*, storage: str, authority_host: str, ca_bundle: Path, client_i
         "TOKENVAULT_TABLE": table,
         "TOKENVAULT_REFRESH_SCHEDULE": "0 0 */6 * * *",
         "TOKENVAULT_REFRESH_AFTER": "P7D",
+        # spans and metrics on the dev host's console; no Application Insights locally
+        "TOKENVAULT_TELEMETRY": "console",
+        "APPLICATIONINSIGHTS_CONNECTION_STRING": "",
         # msal and the JWKS fetches use requests, which trusts this CA bundle.
         "REQUESTS_CA_BUNDLE": str(ca_bundle),
     }

@@ -4,9 +4,11 @@ or what a test printed or reported.
 Every fake that issues a secret (refresh and access tokens, assertions, client secrets, key
 material) calls ``remember``. A handler on the root logger keeps every log record of the
 session, formatted with its ``extra`` fields; each test report adds its captured output and
-failure text. At the end of the session all of it is searched for every remembered secret
-(and its base64 form for binary keys); a hit fails the run and names only where it was found,
-never the secret itself.
+failure text; after each test, what the OpenTelemetry exporters got (``tests/support/
+telemetry.py``: spans with their attributes and events, exported log records with theirs) is
+added, and at the end every metric data point's attributes. At the end of the session all of
+it is searched for every remembered secret (and its base64 form for binary keys); a hit fails
+the run and names only where it was found, never the secret itself.
 """
 
 from __future__ import annotations
@@ -46,6 +48,12 @@ def _note(where: str, text: str) -> None:
     if text:
         with _lock:
             _texts.append((where, text))
+
+
+def note_all(texts: list[tuple[str, str]]) -> None:
+    """Add (where, text) pairs to what is searched."""
+    for where, text in texts:
+        _note(where, text)
 
 
 class _Recorder(logging.Handler):
@@ -89,6 +97,10 @@ def pytest_runtest_logreport(report) -> None:
         _note(where, content)
     if report.longrepr is not None:
         _note(where, report.longreprtext)
+    if report.when == "teardown":
+        from tests.support import telemetry
+
+        note_all([(f"{w} in {report.nodeid}", t) for w, t in telemetry.drain()])
 
 
 # Secrets we issue are runs of these characters (random strings, JWTs, base64, hex), and
@@ -128,7 +140,10 @@ def find_leaks() -> list[str]:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus) -> None:
+    from tests.support import telemetry
+
     logging.getLogger().removeHandler(_recorder)
+    note_all(telemetry.drain() + telemetry.metric_texts())
     leaks = find_leaks()
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if leaks:

@@ -19,6 +19,7 @@ import pytest
 
 import function_app
 from tests.fakes import FixedClock
+from tests.support import telemetry
 from tests.support.keyvault import ManualMonotonic
 from tokenvault import bootstrap
 from tokenvault.adapters.key_admin import KeyVaultKeyAdmin
@@ -127,7 +128,7 @@ def stack(azurite, entra, keyvault, keyvault_credential, keyvault_options, entra
     monotonic = ManualMonotonic()
     app = bootstrap.compose(settings, credential=keyvault_credential, session=entra_session,
                             key_vault_options={**keyvault_options, "monotonic": monotonic},
-                            clock=clock)
+                            clock=clock, observer=telemetry.observer())
     admin = KeyVaultKeyAdmin(keyvault.url, keyvault_credential, **keyvault_options)
     bootstrap.install(app)
     try:
@@ -174,6 +175,7 @@ def recompose(stack, keyvault_credential, keyvault_options, entra_session):
     built = []
 
     def build(settings=None, **options):
+        options.setdefault("observer", telemetry.observer())
         app = bootstrap.compose(settings or stack.settings, credential=keyvault_credential,
                                 session=entra_session, clock=stack.clock,
                                 key_vault_options={**keyvault_options, "monotonic": stack.monotonic},

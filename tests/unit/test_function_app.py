@@ -88,8 +88,12 @@ def test_health_and_openapi_answer_without_composing_the_app(unconfigured):
     assert spec.status_code == 200 and json.loads(spec.get_body())["openapi"] == "3.1.0"
 
 
-def test_in_azure_the_log_fields_go_into_the_message_text(unconfigured, monkeypatch):
-    from tokenvault.logfields import FieldsInMessage
+def test_in_azure_log_fields_stay_attributes_no_text_workaround_is_installed(unconfigured,
+                                                                          monkeypatch):
+    # The app exports its own logs (OpenTelemetry): each attribute is a custom dimension in
+    # Application Insights (tests/integration/test_telemetry_export.py shows it), so nothing
+    # rewrites the message text any more.
+    from tokenvault.dev.logfields import FieldsInMessage
 
     azure = {"WEBSITE_SITE_NAME": "func-tokenvault-x", "TOKENVAULT_CLIENT_ID": CLIENT,
              "TOKENVAULT_CLIENT_ASSERTION": "managed_identity", "AZURE_CLIENT_ID": CLIENT,
@@ -97,15 +101,31 @@ def test_in_azure_the_log_fields_go_into_the_message_text(unconfigured, monkeypa
              "AzureWebJobsStorage__accountName": "tvstore"}
     for name, value in azure.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.delenv("APPLICATIONINSIGHTS_CONNECTION_STRING", raising=False)
     root = logging.getLogger()
-    try:
-        bootstrap.current()  # composes without a network call: clients connect on first use
-        assert root.handlers and all(any(isinstance(f, FieldsInMessage) for f in h.filters)
-                                     for h in root.handlers)
-    finally:
-        for handler in root.handlers:
-            for added in [f for f in handler.filters if isinstance(f, FieldsInMessage)]:
-                handler.removeFilter(added)
+    bootstrap.current()  # composes without a network call: clients connect on first use
+    assert not any(isinstance(f, FieldsInMessage) for h in root.handlers for f in h.filters)
+
+
+def test_with_a_connection_string_the_app_reports_to_opentelemetry_and_never_sets_it_up_twice(
+        unconfigured, monkeypatch, caplog):
+    # The test session has an OpenTelemetry SDK set up already (as a worker with
+    # PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY would): the app reports to it, and says so,
+    # instead of calling configure_azure_monitor a second time.
+    import tokenvault.adapters.telemetry as telemetry
+    from tokenvault.adapters.telemetry import OpenTelemetryObserver
+
+    monkeypatch.setattr(telemetry, "_configured", None)
+    for name, value in {"WEBSITE_SITE_NAME": "func-tokenvault-x", "TOKENVAULT_CLIENT_ID": CLIENT,
+                        "TOKENVAULT_CLIENT_ASSERTION": "managed_identity", "AZURE_CLIENT_ID": CLIENT,
+                        "TOKENVAULT_KEY_VAULT_URL": "https://tv.vault.azure.net",
+                        "AzureWebJobsStorage__accountName": "tvstore",
+                        "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=x"}.items():
+        monkeypatch.setenv(name, value)
+    caplog.set_level(logging.WARNING, logger="tokenvault.adapters.telemetry")
+    app = bootstrap.current()
+    assert isinstance(app.observer, OpenTelemetryObserver)
+    assert any("already set up" in r.getMessage() for r in caplog.records)
 
 
 # --- logging in Azure: the app sets the libraries' levels, sampling keeps the sweep lines ----
@@ -141,13 +161,15 @@ def test_the_app_itself_keeps_sdk_request_logs_out_of_information(unconfigured,
     assert logging.getLogger("tokenvault.sweep").isEnabledFor(logging.INFO)
 
 
-def test_sampling_never_drops_a_trace_so_the_sweep_summaries_all_arrive():
-    # The sweep.plan / sweep.batch summaries are log records, i.e. Application Insights
-    # traces; excludedTypes lists what is never sampled
-    # (https://learn.microsoft.com/azure/azure-functions/functions-host-json#applicationinsightssamplingsettings).
+def test_the_host_exports_opentelemetry_and_nothing_in_host_json_samples_the_app_s_records():
+    # "telemetryMode": "OpenTelemetry": the host exports in OpenTelemetry form and the app's
+    # worker exports its own traces, metrics and logs (the Azure Monitor distro, configured by
+    # tokenvault.adapters.telemetry with sampling off — shown in
+    # tests/integration/test_telemetry_export.py). host.json's logging.applicationInsights
+    # (samplingSettings among it) does not apply in that mode, so it is not there to mislead:
+    # https://learn.microsoft.com/azure/azure-functions/opentelemetry-howto (Considerations).
     host = json.loads((ROOT / "host.json").read_text())
-    sampling = host["logging"]["applicationInsights"]["samplingSettings"]
-    excluded = {t.strip() for t in (sampling.get("excludedTypes") or "").split(";")}
-    assert sampling.get("isEnabled") is False or "Trace" in excluded
-    # and their level is one the host forwards
+    assert host["telemetryMode"] == "OpenTelemetry"
+    assert "applicationInsights" not in host["logging"]
+    # and the app's records are at a level the host keeps
     assert host["logging"]["logLevel"]["Function"] in ("Information", "Debug", "Trace")

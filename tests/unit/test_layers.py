@@ -25,7 +25,8 @@ CORE = {"tokenvault", "tokenvault.errors", "tokenvault.model", "tokenvault.ports
         "tokenvault.sensitive", "tokenvault.envelope", "tokenvault.scopes", "tokenvault.clouds",
         "tokenvault.access_cache", "tokenvault.singleflight", "tokenvault.vault",
         "tokenvault.sweep", "tokenvault.sweep_messages", "tokenvault.sweep_work",
-        "tokenvault.maintenance", "tokenvault.settings", "tokenvault.logfields"}
+        "tokenvault.maintenance", "tokenvault.settings", "tokenvault.observe", "tokenvault.audit",
+        "tokenvault.inventory"}
 ENTRY_POINTS = {"tokenvault.bootstrap", "tokenvault.http", "tokenvault.openapi",
                 "tokenvault.__main__", "function_app"}
 ENTRY_PACKAGES = ("tokenvault.cli",)
@@ -131,6 +132,8 @@ def test_module_keeps_the_layer_rule(module):
     ("tokenvault.vault", "from .adapters.entra import EntraIdentityProvider\n",
      "tokenvault.vault (core) imports tokenvault.adapters.entra (adapter)"),
     ("tokenvault.model", "import requests\n", "tokenvault.model (core) imports requests"),
+    ("tokenvault.observe", "from opentelemetry import trace\n",
+     "tokenvault.observe (core) imports opentelemetry"),
     ("tokenvault.adapters.entra", "from ..bootstrap import compose\n",
      "tokenvault.adapters.entra (adapter) imports tokenvault.bootstrap (entry)"),
     ("tokenvault.http", "from .dev import devhost\n",

@@ -1,9 +1,9 @@
-"""Fields logged as extra attributes reach a host that ships only the message text."""
+"""Fields logged as extra attributes show on the dev host's console, in the message text."""
 
 import json
 import logging
 
-from tokenvault.logfields import FieldsInMessage, install
+from tokenvault.dev.logfields import FieldsInMessage, install
 
 
 def record(msg="redeemed", args=(), **extra) -> logging.LogRecord:
@@ -43,3 +43,10 @@ def test_install_puts_one_filter_on_each_handler():
         assert [type(f) for f in handler.filters] == [FieldsInMessage]
     finally:
         logger.removeHandler(handler)
+
+
+def test_an_audit_record_is_left_as_it_is_its_message_is_its_json():
+    line = logging.LogRecord("tokenvault.audit", logging.INFO, __file__, 1, 'audit {"a":1}', (), None)
+    line.__dict__.update(tenant_id="t1", correlation_id="c1")
+    FieldsInMessage().filter(line)
+    assert line.getMessage() == 'audit {"a":1}'

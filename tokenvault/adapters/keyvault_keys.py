@@ -24,6 +24,7 @@ from azure.keyvault.secrets import SecretClient
 
 from ..errors import TenantKeyInvalid, TenantNotOnboarded, TenantRevoked, VaultError
 from ..model import TenantKey
+from ..observe import KEY_VAULT_CALLS, NullObserver, Observer
 from ..ports import Keys
 from ..singleflight import SingleFlight
 from .key_format import decode_key, secret_name
@@ -119,15 +120,17 @@ class KeyVaultKeys(Keys):
 
     Needs the **Key Vault Secrets User** role on the vault (secrets/get). ``client_options``
     go to the ``SecretClient`` (e.g. ``connection_verify``, ``verify_challenge_resource``);
-    ``client`` replaces it outright.
+    ``client`` replaces it outright. ``observer`` counts the reads that reach Key Vault
+    (``KEY_VAULT_CALLS``; cache hits are not calls).
     """
 
     def __init__(self, vault_url: str, credential: TokenCredential, *, ttl: float = 300,
                  monotonic: Callable[[], float] = time.monotonic, client: SecretClient | None = None,
-                 **client_options: Any) -> None:
+                 observer: Observer | None = None, **client_options: Any) -> None:
         self._client = client or SecretClient(vault_url, credential, **_client_options(client_options))
         self._cache = _Cache(ttl, monotonic)
         self._vault_url = vault_url
+        self._observer = observer or NullObserver()
 
     def __repr__(self) -> str:
         return f"KeyVaultKeys({self._vault_url!r})"
@@ -159,10 +162,14 @@ class KeyVaultKeys(Keys):
 
     def _fetch(self, tenant_id: str, name: str, version: str | None,
                missing: type[VaultError]) -> TenantKey:
+        operation = "get_secret" if version else "get_latest_secret"
         try:
             secret = self._client.get_secret(name, version)
         except AzureError as exc:
-            raise translate(exc, missing=missing) from exc
+            error = translate(exc, missing=missing)
+            self._observer.add(KEY_VAULT_CALLS, operation=operation, outcome=error.code)
+            raise error from exc
+        self._observer.add(KEY_VAULT_CALLS, operation=operation, outcome="ok")
         props = secret.properties
         return decode_key(tenant_id, props.version or "", secret.value, props.created_on)
 

@@ -30,9 +30,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..audit import Audit
 from ..errors import BadRequest, SettingError, VaultError
 from ..model import valid_id
 from ..settings import apply_local_settings
+from .audit import start
 from .context import Context
 from .keys import ENTRA_NOTE, keys_create, keys_list, keys_recover, keys_revoke, keys_rotate
 from .output import as_json, as_text
@@ -113,6 +115,17 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def _audit(args: argparse.Namespace) -> Audit | None:
+    """A ``keys`` or ``records`` command's audit record (``cli/audit.py``); None for sweep."""
+    if args.group not in ("keys", "records"):
+        return None
+    details: dict = {"all_tenants": True} if getattr(args, "all", False) else {}
+    if getattr(args, "purge", False):
+        details["purge"] = True
+    return start(f"{args.group}.{args.command}", tenant_id=getattr(args, "tenant", None),
+                 user_id=getattr(args, "user", None), details=details)
+
+
 def main(argv: list[str] | None = None, *, context: Context | None = None) -> int:
     top = parser()
     args = top.parse_args(argv)
@@ -125,10 +138,22 @@ def main(argv: list[str] | None = None, *, context: Context | None = None) -> in
         except SettingError as error:
             top.error(error.message)
     ctx = context or Context()
+    audit = _audit(args)
+
+    def audited(outcome: str) -> None:
+        line = audit.write(outcome) if audit else None
+        if line:
+            ctx.err.write(line + "\n")
+
     try:
         result = args.handler(ctx, args)
     except VaultError as error:
         ctx.err.write(f"error: {error.code}: {error.message}\n")
+        audited(error.code)
         return 1
+    except BaseException:
+        audited("internal")
+        raise
+    audited("ok")
     ctx.out.write(as_json(result) if args.json else as_text(result))
     return 0

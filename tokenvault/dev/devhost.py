@@ -44,8 +44,9 @@ import azure.functions as func
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 
-from .. import bootstrap, logfields
+from .. import bootstrap
 from ..settings import apply_local_settings
+from . import logfields
 from .ncrontab import Schedule
 
 if TYPE_CHECKING:  # imported where the queue loop starts: only it needs the Storage SDK
@@ -313,13 +314,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="the function app folder (default: the current one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    bootstrap.quiet_libraries()  # the app's own levels, as in Azure
+    bootstrap.log_levels()  # the app's own levels, as in Azure
     logfields.install()  # ids, codes and correlation ids on the console, as in Azure
 
     folder = args.folder.resolve()
     settings_file = folder / "local.settings.json"
     local = json.loads(settings_file.read_text()) if settings_file.exists() else {}
     apply_local_settings(folder, os.environ)  # the same reading as the ops CLI's
+    # Spans (one line each) and metrics (every minute) on the console unless the settings say
+    # otherwise; with APPLICATIONINSIGHTS_CONNECTION_STRING set they go to Application Insights.
+    os.environ.setdefault("TOKENVAULT_TELEMETRY", "console")
     host_file = folder / "host.json"
     host_config = json.loads(host_file.read_text()) if host_file.exists() else {}
     port = args.port or int((local.get("Host") or {}).get("LocalHttpPort") or 7071)
