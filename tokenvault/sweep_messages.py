@@ -59,8 +59,8 @@ def parse_batch(message: dict) -> tuple[str, list[str]]:
 
 
 def log_summary(event: str, fields: dict) -> None:
-    """One summary line: the fields in the message itself, because the Functions worker ships a
-    record's message text to Application Insights and drops its extra attributes; and as the
-    record's ``sweep`` attribute for local handlers and tests."""
+    """One summary line: the fields in the message text itself — what the runbook's queries parse,
+    and what a host without OpenTelemetry export ships — and as the record's ``sweep`` attribute
+    (custom dimensions under OpenTelemetry; local handlers and tests)."""
     log.info("%s %s", event, json.dumps(fields, sort_keys=True, separators=(",", ":")),
              extra={"sweep": fields, "event": event})

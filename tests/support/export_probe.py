@@ -25,7 +25,7 @@ def emit() -> None:
     from tokenvault.adapters.telemetry import configure
     from tokenvault.audit import Audit
     from tokenvault.observe import REQUESTS, correlated
-    from tokenvault.sweep import _summary
+    from tokenvault.sweep_messages import log_summary as _summary
 
     bootstrap.log_levels()
     observer = configure("azure_monitor")

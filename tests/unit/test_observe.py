@@ -3,6 +3,7 @@ test's own, the key-version inventory, and which telemetry a process gets."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from datetime import timedelta
@@ -85,6 +86,8 @@ def otel():
 
 def points(reader, name):
     data = reader.get_metrics_data()
+    if data is None:  # nothing measured yet
+        return []
     return [(dict(p.attributes), getattr(p, "count", None) or getattr(p, "value", None))
             for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
             if m.name == name for p in m.data.data_points]
@@ -257,3 +260,37 @@ def test_each_plan_part_reports_the_inventory_of_the_tenants_it_scanned_whole():
     assert first.continued and list(first.whole_tenants) == [tenants[0]]
     assert not second.continued and list(second.whole_tenants) == [tenants[2]]  # b was cut
     assert first.scanned + second.scanned == 9
+
+
+def test_a_batch_failing_its_last_attempt_is_counted_as_poisoned_and_earlier_ones_are_not(otel):
+    """The host moves a message that failed ``maxDequeueCount`` times to the poison queue: the
+    count moves with that last failure only."""
+    from tests.fakes import FakeIdentityProvider, FakeRecords
+    from tests.unit.world import CLIENT
+    from tokenvault.adapters.memory_queue import MemoryQueue
+    from tokenvault.errors import UpstreamUnavailable
+    from tokenvault.sweep import Planner, SweepHandler, Worker
+    from tokenvault.vault import Vault
+
+    class UnreadableRecords(FakeRecords):
+        def get_many(self, tenant_id, user_ids):
+            raise UpstreamUnavailable(upstream="storage")
+
+    observer, _, reader = otel
+    keys, records, queue, clock = FakeKeys(), UnreadableRecords(), MemoryQueue(), FixedClock()
+    vault = Vault(client_id=CLIENT, keys=keys, records=records,
+                  identity=FakeIdentityProvider(clock), clock=clock)
+    after = timedelta(days=7)
+    handler = SweepHandler(planner=Planner(records=records, keys=keys, queue=queue, clock=clock,
+                                           refresh_after=after),
+                           worker=Worker(vault=vault, queue=queue, clock=clock, refresh_after=after),
+                           queue=queue, observer=observer)
+    body = json.dumps({"v": 1, "kind": "batch", "run": "r", "tenant_id": TENANT,
+                       "users": ["00000000-0000-0000-0000-0000000000a1"]})
+
+    for attempt in range(1, 6):
+        with pytest.raises(UpstreamUnavailable):
+            handler.handle(body, dequeue_count=attempt)
+        counted = [v for dims, v in points(reader, "tokenvault.sweep.poisoned")
+                   if dims == {"kind": "failed"}]
+        assert counted == ([1] if attempt == 5 else [])
