@@ -406,11 +406,14 @@ def table(result: dict) -> str:
         lines.append(f"import function_app: median {imp['function_app']['median_s']} s "
                      f"(ours beyond azure.functions: {imp['beyond_azure_functions']['median_s']} s)")
     for row in (result.get("sweep") or {}).get("rows") or ():
-        refresh, rewrap, mem = row.get("refresh") or {}, row.get("rewrap") or {}, row.get("memory") or {}
+        # bench_sweep.py measures the sequential path ("old") and today's ("new") side by side.
+        refresh = (row.get("refresh") or {}).get("new") or {}
+        rewrap = (row.get("rewrap") or {}).get("new") or {}
+        mem = row.get("memory") or {}
         lines.append(f"sweep (bench_sweep.py, {result['sweep'].get('when')}): {row.get('records'):,} "
                      f"records: refresh {refresh.get('records_per_s')} records/s, rewrap "
-                     f"{rewrap.get('records_per_s')} records/s, plan peak {mem.get('plan_peak_kib')} "
-                     f"KiB, work peak {mem.get('work_peak_kib')} KiB")
+                     f"{rewrap.get('records_per_s')} records/s (new path), plan peak "
+                     f"{mem.get('plan_peak_kib')} KiB, work peak {mem.get('work_peak_kib')} KiB")
     lines.append("\nTargets:")
     for name, check in result["targets"].items():
         lines.append(f"  [{'met' if check['met'] else 'MISSED'}] {name}: {check['value']}")
