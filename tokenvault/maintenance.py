@@ -1,19 +1,19 @@
 """The sweep's decision on one record, apart from the I/O that carries it out.
 
-``decide`` looks at a record as read and says what ``Vault.maintain`` is to do with it (a
-``Step``); ``Outcome`` is what maintain reports it did. Both are plain values: the decision is
-tested on records alone, without ports.
+``decide`` looks at a record as read and says what the sweep's step (``tokenvault.sweep_step``,
+behind ``Vault.maintain`` and ``Vault.sweep_batch``) is to do with it (a ``Step``); ``Outcome``
+is what maintain reports it did. Both are plain values: the decision is tested on records
+alone, without ports.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
 from .model import Status, TokenRecord
 
-__all__ = ["Outcome", "Step", "SweptBatch", "decide", "settled"]
+__all__ = ["Outcome", "Step", "decide", "settled"]
 
 
 class Outcome(str, Enum):
@@ -66,14 +66,3 @@ def settled(record: TokenRecord) -> bool:
     is no token to keep. A revoked record is not settled: its tenant's key may be back."""
     return not record.redeemable and record.status is not Status.REVOKED
 
-
-@dataclass
-class SweptBatch:
-    """What ``Vault.sweep_batch`` did with a batch, and what it left to be done one by one."""
-
-    #: user id → outcome, for the records it settled (rewrapped, skipped, failed).
-    outcomes: dict[str, Outcome] = field(default_factory=dict)
-    #: user id → error code, for the failed ones among them (for the log; never a secret).
-    failures: dict[str, str] = field(default_factory=dict)
-    #: records as read that need a step of their own (a refresh above all), in batch order.
-    pending: list[TokenRecord] = field(default_factory=list)

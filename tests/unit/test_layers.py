@@ -24,9 +24,9 @@ PACKAGE = ROOT / "tokenvault"
 CORE = {"tokenvault", "tokenvault.errors", "tokenvault.model", "tokenvault.ports",
         "tokenvault.sensitive", "tokenvault.envelope", "tokenvault.scopes", "tokenvault.clouds",
         "tokenvault.access_cache", "tokenvault.singleflight", "tokenvault.vault",
-        "tokenvault.sweep", "tokenvault.sweep_messages", "tokenvault.sweep_work",
-        "tokenvault.maintenance", "tokenvault.settings", "tokenvault.observe", "tokenvault.audit",
-        "tokenvault.inventory"}
+        "tokenvault.record_keeping", "tokenvault.sweep_step", "tokenvault.sweep",
+        "tokenvault.sweep_messages", "tokenvault.sweep_work", "tokenvault.maintenance",
+        "tokenvault.settings", "tokenvault.observe", "tokenvault.audit", "tokenvault.inventory"}
 ENTRY_POINTS = {"tokenvault.bootstrap", "tokenvault.http", "tokenvault.openapi",
                 "tokenvault.__main__", "function_app"}
 ENTRY_PACKAGES = ("tokenvault.cli",)
