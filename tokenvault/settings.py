@@ -3,24 +3,41 @@
 Every name here is a contract with infra and callers (docs/design.md "Settings"). A bad or
 missing value raises ``SettingError`` whose message is one line naming the setting, and
 never the value (a setting may be a secret or a connection string).
+
+This module is the list of settings: each variable's name, default and meaning, and the
+settings read from several variables together (the client credential, a storage connection).
+How one variable's text becomes a value is tokenvault/setting_values.py; where a local run's
+variables come from is tokenvault/local_settings.py. Both are re-exported here, so
+``tokenvault.settings`` stays the one import for all of it.
 """
 
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from .clouds import PUBLIC, PUBLIC_CLOUD, Cloud, cloud_of
 from .errors import SettingError
-from .model import AppCaller, is_valid_id
+from .local_settings import LOCAL_SETTINGS, apply_local_settings, local_settings_values
+from .model import AppCaller
 from .sensitive import Sensitive
+from .setting_values import (
+    _callers,
+    _duration,
+    _Env,
+    _guid,
+    _guid_set,
+    _https_url,
+    _int,
+    _ncrontab,
+    _table,
+    parse_duration,
+)
 
 __all__ = ["Settings", "BackendSettings", "CredentialKind", "StorageConnection", "parse_duration",
            "REFRESH_QUEUE", "AZURE_MARKERS", "running_in_azure", "LOCAL_SETTINGS",
@@ -41,10 +58,6 @@ AZURE_MARKERS = ("WEBSITE_SITE_NAME", "WEBSITE_INSTANCE_ID")
 #: Records of one tenant the sweep maintains at once per process (refreshes, mostly waiting
 #: on the identity provider); see docs/capacity.md for how it was chosen.
 DEFAULT_SWEEP_CONCURRENCY = 8
-_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}\Z")
-_DURATION = re.compile(
-    r"P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+)S)?)?\Z")
 
 
 class CredentialKind(str, Enum):
@@ -178,41 +191,6 @@ class Settings:
         )
 
 
-#: The file of a Functions project folder whose ``Values`` a local run reads as app settings.
-LOCAL_SETTINGS = "local.settings.json"
-
-
-def local_settings_values(folder: Path) -> dict[str, str]:
-    """``Values`` of ``folder/local.settings.json`` (empty without the file).
-
-    :raises SettingError: the file is not JSON, or its values are encrypted (``func settings
-        encrypt``), which only Core Tools can read.
-    """
-    import json
-
-    path = Path(folder) / LOCAL_SETTINGS
-    if not path.is_file():
-        return {}
-    try:
-        local = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise SettingError(LOCAL_SETTINGS, "not readable as JSON") from None
-    if local.get("IsEncrypted"):
-        raise SettingError(LOCAL_SETTINGS, "its values are encrypted; run 'func settings decrypt'")
-    return {str(k): str(v) for k, v in (local.get("Values") or {}).items()}
-
-
-def apply_local_settings(folder: Path, environ: MutableMapping[str, str]) -> list[str]:
-    """Put ``local.settings.json``'s values into ``environ`` the way a local Functions host
-    does: a variable already set wins. Returns the names it set."""
-    added = []
-    for name, value in local_settings_values(folder).items():
-        if name not in environ:
-            environ[name] = value
-            added.append(name)
-    return added
-
-
 #: What ``TOKENVAULT_TELEMETRY`` may say: ``console`` (spans and metrics on stdout, the dev
 #: host's default) or ``none``. Unset: Azure Monitor when ``APPLICATIONINSIGHTS_CONNECTION_STRING``
 #: is set, else nothing.
@@ -242,21 +220,6 @@ def running_in_azure(environ: Mapping[str, str] | "_Env") -> bool:
     """True in a Function App in Azure (any plan), by a variable the platform always sets."""
     get = environ.get
     return any((get(name) or "").strip() for name in AZURE_MARKERS)
-
-
-class _Env:
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
-
-    def get(self, name: str) -> str | None:
-        value = self._environ.get(name)
-        return value.strip() if value and value.strip() else None
-
-    def require(self, name: str) -> str:
-        value = self.get(name)
-        if value is None:
-            raise SettingError(name, "missing")
-        return value
 
 
 def _client_credential(env: _Env) -> tuple[CredentialKind, Sensitive[str] | None, Path | None, str | None]:
@@ -320,91 +283,3 @@ def _connection_string(name: str, value: str) -> StorageConnection:
     if not ("AccountName" in parts or "TableEndpoint" in parts or "QueueEndpoint" in parts):
         raise SettingError(name, "not a storage connection string")
     return StorageConnection(connection_string=Sensitive(value))
-
-
-def _https_url(name: str, value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme != "https" or not parts.hostname:
-        raise SettingError(name, "must be an https URL")
-    return value.rstrip("/")
-
-
-def _guid(name: str, value: str) -> str:
-    value = value.lower()
-    if not is_valid_id(value):
-        raise SettingError(name, "must be a GUID")
-    return value
-
-
-def _guid_set(name: str, value: str | None) -> frozenset[str]:
-    if not value:
-        return frozenset()
-    return frozenset(_guid(name, item.strip()) for item in value.split(",") if item.strip())
-
-
-def _callers(name: str, value: str | None) -> frozenset[AppCaller]:
-    """``<app id>@<home tenant id>`` entries. A bare app id is refused rather than read as "from
-    any tenant": that reading is the hole a hostile customer tenant's admin walks through."""
-    callers = set()
-    for item in (value or "").split(","):
-        item = item.strip().lower()
-        if not item:
-            continue
-        app_id, at, tenant_id = item.partition("@")
-        if not at:
-            raise SettingError(name, "each entry must be <app id>@<home tenant id>: an app id "
-                                     "alone would accept that app's tokens from any tenant")
-        if not (is_valid_id(app_id) and is_valid_id(tenant_id)):
-            raise SettingError(name, "each entry must be <app id>@<home tenant id>, both GUIDs")
-        callers.add(AppCaller(app_id, tenant_id))
-    return frozenset(callers)
-
-
-def _int(name: str, value: str | None, default: int, *, low: int, high: int,
-         unit: str = "seconds") -> int:
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise SettingError(name, f"must be a whole number of {unit}") from None
-    if not low <= number <= high:
-        raise SettingError(name, f"must be between {low} and {high}")
-    return number
-
-
-def _table(name: str, value: str) -> str:
-    if not _TABLE_NAME.match(value):
-        raise SettingError(name, "must be a table name: a letter, then 2 to 62 letters or digits")
-    return value
-
-
-def _ncrontab(name: str, value: str) -> str:
-    # The Functions host parses the expression itself; we only catch the common mistake of a
-    # five-field Unix cron line, which NCRONTAB (seconds first) reads differently.
-    if len(value.split()) != 6 or not re.fullmatch(r"[0-9*/,\- A-Za-z]+", value):
-        raise SettingError(name, "must be a six-field NCRONTAB expression (seconds first)")
-    return value
-
-
-def parse_duration(value: str) -> timedelta:
-    """Seconds (``"3600"``) or an ISO 8601 duration without years or months (``"P7D"``)."""
-    if value.isdigit():
-        return timedelta(seconds=int(value))
-    match = _DURATION.match(value)
-    if not match or value in ("P", "PT") or value.endswith("T"):
-        raise ValueError(value)
-    parts = {k: int(v) for k, v in match.groupdict().items() if v}
-    return timedelta(**parts)
-
-
-def _duration(name: str, value: str | None, default: timedelta) -> timedelta:
-    if value is None:
-        return default
-    try:
-        duration = parse_duration(value)
-    except ValueError:
-        raise SettingError(name, "must be seconds or an ISO 8601 duration such as P7D") from None
-    if duration <= timedelta(0):
-        raise SettingError(name, "must be positive")
-    return duration

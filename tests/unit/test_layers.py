@@ -26,7 +26,8 @@ CORE = {"tokenvault", "tokenvault.errors", "tokenvault.model", "tokenvault.ports
         "tokenvault.access_cache", "tokenvault.singleflight", "tokenvault.vault",
         "tokenvault.record_keeping", "tokenvault.sweep_step", "tokenvault.sweep",
         "tokenvault.sweep_messages", "tokenvault.sweep_work", "tokenvault.maintenance",
-        "tokenvault.settings", "tokenvault.observe", "tokenvault.audit", "tokenvault.inventory"}
+        "tokenvault.settings", "tokenvault.setting_values", "tokenvault.local_settings",
+        "tokenvault.observe", "tokenvault.audit", "tokenvault.inventory"}
 ENTRY_POINTS = {"tokenvault.bootstrap", "tokenvault.http", "tokenvault.openapi",
                 "tokenvault.__main__", "function_app"}
 ENTRY_PACKAGES = ("tokenvault.cli",)
