@@ -1,6 +1,6 @@
 """``_refusal``: what an error answer from Entra means, decided from the plain dict msal returns.
 
-One case per row of the table in ``tokenvault/adapters/entra.py``'s docstring, plus the order in
+One case per row of the table in ``tokenvault/adapters/entra_answers.py``'s docstring, plus the order in
 which the rows apply. What msal raises, and grants, are mapped by ``_call`` and ``_grant``; those
 are checked against the fake Entra in tests/integration/test_entra.py.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tokenvault.adapters.entra import _refusal
+from tokenvault.adapters.entra_answers import _refusal
 from tokenvault.errors import (
     BadRequest,
     InternalError,

@@ -6,8 +6,8 @@ cache is replaced by one that stores nothing: a shared app would otherwise keep 
 refresh, access and ID tokens in memory for the life of the process, and the vault's table
 is the only place a refresh token may live.
 
-Every outcome of an MSAL call is mapped here, in three steps. ``_call`` runs the request and
-maps what it raises::
+Every outcome of an MSAL call is mapped in three steps, the first two here. ``_call`` runs the
+request and maps what it raises::
 
     the request raised                                       raised
     429 or 5xx (with its Retry-After), timeout, connection
@@ -16,29 +16,9 @@ maps what it raises::
     is), or no answer dict at all                            InternalError
 
 ``_grant`` checks a success: an OBO grant without refresh_token is OfflineAccessMissing, one
-without an access token or expiry InternalError. ``_refusal`` decides what an error answer
-means from the plain dict alone (error, error_codes, suberror, claims); the first row that
-matches decides, and ReauthRequired carries Entra's claims challenge when there is one::
-
-    answer                                                   raised
-    suberror consent_required / 65001                        ReauthRequired(consent_required)
-    50196, temporarily_unavailable                           UpstreamUnavailable
-    interaction_required (50076, 50079, 53003, ...)          ReauthRequired(interaction_required)
-    invalid_grant, OBO assertion refused (50013, 50027,
-      500133)                                                InvalidToken
-    invalid_grant on refresh, the token itself dead
-      (``DEAD_GRANT``: 70008, 700082, 700084, 50173, 70043,
-      50132, 50133)                                          ReauthRequired(invalid_grant, grant_dead)
-    invalid_grant 70000 (scopes unauthorized or expired)     ReauthRequired(scope_refused)
-    invalid_grant 50076, 50079 (a step-up)                   ReauthRequired(interaction_required)
-    any other invalid_grant                                  ReauthRequired(grant_refused)
-    invalid_scope (the caller asked for scopes Entra refuses) BadRequest(field="scopes")
-    anything else (invalid_client, ...)                      InternalError
-
-Only a dead grant erases a stored refresh token (``grant_dead``): Entra also answers
-``invalid_grant`` when it refuses only the requested scopes while the grant lives, and a code
-we do not know is kept too — when in doubt, keep. The codes and where each comes from are in
-docs/design.md "Identity-provider answers".
+without an access token or expiry InternalError. Third, what an error answer means is decided
+from the plain dict alone by ``_refusal``, in entra_answers.py with its table. The client
+credential is built from the settings in entra_credentials.py.
 
 Only the error, its AADSTS numbers, suberror and correlation id are logged: Entra's
 ``error_description`` is not ours to repeat, and no token ever is.
@@ -50,8 +30,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msal
@@ -59,45 +38,20 @@ import requests
 from azure.core.exceptions import ServiceRequestError, ServiceResponseError
 
 from ..clouds import PUBLIC_CLOUD
-from ..errors import (
-    BadRequest,
-    InternalError,
-    InvalidToken,
-    OfflineAccessMissing,
-    ReauthRequired,
-    SettingError,
-    UpstreamUnavailable,
-    VaultError,
-)
+from ..errors import InternalError, OfflineAccessMissing, UpstreamUnavailable, VaultError
 from ..model import TokenGrant
 from ..ports import IdentityProvider
 from ..scopes import is_reserved, without_reserved
 from ..sensitive import Sensitive
-from ..settings import CredentialKind, Settings
+from ..settings import Settings
 from ..singleflight import SingleFlight
+from .entra_answers import _IDP, _codes, _refusal
+from .entra_credentials import _msal_credential
 from .upstream import retry_after_of
 
 __all__ = ["EntraIdentityProvider"]
 
 log = logging.getLogger("tokenvault.adapters.entra")
-
-_IDP = "identity_provider"
-# invalid_grant codes that in OBO mean the user's token was refused, not that a grant died.
-_ASSERTION_REFUSED = frozenset({50013, 50027, 500133})
-# invalid_grant codes that are throttling: the refresh token is alive.
-_THROTTLED = frozenset({50196})
-#: invalid_grant codes that say the refresh token itself is dead
-#: (https://learn.microsoft.com/entra/identity-platform/reference-error-codes):
-#: 70008 ExpiredOrRevokedGrant, 700082 ExpiredOrRevokedGrantInactiveToken, 700084 a SPA's
-#: token past its fixed lifetime, 50173 FreshTokenNeeded (revoked by an admin or the user),
-#: 70043 BadTokenDueToSignInFrequency, 50132 SsoArtifactInvalidOrExpired and 50133
-#: SsoArtifactRevoked (a password change).
-DEAD_GRANT = frozenset({70008, 700082, 700084, 50173, 70043, 50132, 50133})
-#: invalid_grant 70000: Entra's answer when it refuses the requested scopes ("one or more
-#: scopes requested are unauthorized or expired") while the refresh token lives.
-_SCOPES_REFUSED = frozenset({70000})
-#: MFA required / MFA registration required, sometimes sent as invalid_grant.
-_STEP_UP = frozenset({50076, 50079})
 
 
 class _Unavailable(Exception):
@@ -180,17 +134,7 @@ class EntraIdentityProvider(IdentityProvider):
 
         :raises SettingError: the certificate file is not a PEM key and certificate.
         """
-        # Settings.from_environ sets the secret or the certificate path as the kind says.
-        if settings.credential_kind is CredentialKind.SECRET:
-            assert settings.client_secret is not None
-            credential: Sensitive[str] | dict = settings.client_secret
-        elif settings.credential_kind is CredentialKind.CERTIFICATE:
-            assert settings.client_certificate_path is not None
-            credential = _certificate_credential(settings.client_certificate_path)
-        else:
-            credential = {"client_assertion": _managed_identity_assertion(
-                settings.managed_identity_client_id, settings.cloud.token_exchange_scope)}
-        return cls(client_id=settings.client_id, client_credential=credential,
+        return cls(client_id=settings.client_id, client_credential=_msal_credential(settings),
                    authority_host=settings.authority_host, session=session)
 
     def on_behalf_of(self, tenant_id: str, assertion: Sensitive[str],
@@ -305,89 +249,5 @@ def _call(flow: str, tenant_id: str, request: Callable[[], dict]) -> dict:
     return result
 
 
-def _refusal(flow: str, result: Mapping[str, Any]) -> VaultError:
-    """The error an msal error answer means, from the answer alone: the module's second table.
-
-    ``flow`` is ``"obo"`` or ``"refresh"``: only OBO has a user's token for Entra to refuse.
-    """
-    error, codes = result.get("error"), _codes(result)
-    claims = result.get("claims") if isinstance(result.get("claims"), str) else None
-    if result.get("suberror") == "consent_required" or 65001 in codes:
-        return ReauthRequired(reason="consent_required", claims=claims)
-    if codes & _THROTTLED or error == "temporarily_unavailable":
-        return UpstreamUnavailable(upstream=_IDP)
-    if error == "interaction_required":
-        return ReauthRequired(reason="interaction_required", claims=claims)
-    if error == "invalid_grant":
-        if flow == "obo" and codes & _ASSERTION_REFUSED:
-            return InvalidToken()
-        if flow == "refresh" and codes & DEAD_GRANT:
-            return ReauthRequired(reason="invalid_grant", claims=claims, grant_dead=True)
-        if codes & _SCOPES_REFUSED:
-            return ReauthRequired(reason="scope_refused", claims=claims)
-        if codes & _STEP_UP:
-            return ReauthRequired(reason="interaction_required", claims=claims)
-        # Not a code we know to mean a dead grant: keep the token, and say which code it was.
-        log.warning("%s: invalid_grant with codes %s kept as not dead (code=grant_refused)",
-                    flow, sorted(codes))
-        return ReauthRequired(reason="grant_refused", claims=claims)
-    if error == "invalid_scope":
-        # The caller's own mistake, and one it can fix: say which field.
-        return BadRequest("The identity provider refused the requested scopes.", field="scopes")
-    return InternalError()
-
-
-def _codes(result: Mapping[str, Any]) -> frozenset[int]:
-    """The answer's AADSTS numbers (msal's ``error_codes``); anything not an int is ignored."""
-    return frozenset(c for c in result.get("error_codes") or () if isinstance(c, int))
-
-
 def _requested(scopes: Sequence[str]) -> tuple[str, ...]:
     return without_reserved(scopes)
-
-
-def _certificate_credential(path: Path) -> dict:
-    """msal's certificate credential from one PEM file holding the private key and the
-    certificate (SHA-256 thumbprint, PS256)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    name = "TOKENVAULT_CLIENT_CERTIFICATE_PATH"
-    try:
-        data = path.read_bytes()
-        key = serialization.load_pem_private_key(data, password=None)
-        certificate = x509.load_pem_x509_certificates(data)[0]
-    except (OSError, ValueError, TypeError, IndexError):
-        raise SettingError(name, "must be a PEM file with an unencrypted private key and its "
-                                 "certificate") from None
-    public = certificate.public_key()
-    if not isinstance(key, rsa.RSAPrivateKey) or not isinstance(public, rsa.RSAPublicKey):
-        # msal signs client assertions with RS256/PS256: an RSA key is the only kind it can use.
-        raise SettingError(name, "the private key and certificate must be RSA")
-    if public.public_numbers() != key.public_key().public_numbers():
-        raise SettingError(name, "the certificate does not belong to the private key")
-    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    return {"private_key": key_pem,
-            "public_certificate": certificate.public_bytes(serialization.Encoding.PEM).decode()}
-
-
-def _managed_identity_assertion(client_id: str | None, scope: str) -> Callable[[], str]:
-    """The client assertion callable: a token of the user-assigned managed identity for the
-    cloud's token exchange audience (``api://AzureADTokenExchange/.default`` in the public
-    cloud; tokenvault/clouds.py). azure.identity caches it until shortly before expiry."""
-    lock = threading.Lock()
-    credential = None
-
-    def assertion() -> str:
-        nonlocal credential
-        with lock:
-            if credential is None:
-                # Imported on first use: azure.identity is heavy and only Azure needs it.
-                from azure.identity import ManagedIdentityCredential
-
-                credential = ManagedIdentityCredential(client_id=client_id)
-        return credential.get_token(scope).token
-
-    return assertion
